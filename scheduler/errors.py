@@ -1,0 +1,143 @@
+"""The error taxonomy: every failure is classified once, where it happens, into one of these.
+
+    SchedError                   anything the CLI turns into a one-line message and an exit code
+    ├── ConfigError              providers.yaml / .env invalid (names file, key path, line)
+    ├── InputError               bad input caught before any call (empty prompt, unknown provider)
+    ├── LedgerError              quota.db unusable (corrupt, locked past the busy timeout)
+    └── ProviderError            one provider failed one call; the dispatcher branches on the type
+        ├── QuotaExhausted       out of quota or credit: skip until the window resets
+        ├── RateLimited          slow down: cool down for the provider's retry hint
+        ├── AuthFailed           bad or missing key: disable until the key changes
+        ├── Transient            5xx, timeout, connection trouble: retry with backoff, then next
+        └── RejectedInput        the provider refused this input: next provider, health unaffected
+
+Fallback logic branches on these types, never on message text. Messages never contain API keys:
+adapters build them from status codes and provider error bodies, and `redact()` strips anything
+that looks like a key before a message is stored or shown.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+_KEYLIKE = re.compile(
+    r"(?i)\b(?:sk|gsk|pplx|r8|hf|fw|xai|sk-or-v1|sk-ant|AIza)[-_A-Za-z0-9]{8,}|\b[A-Za-z0-9_\-]{32,}\b"
+)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove known secrets and key-shaped tokens: provider error bodies sometimes echo the key."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _KEYLIKE.sub("***", text)
+
+
+class SchedError(Exception):
+    """Base of every error the CLI reports as a message rather than a traceback."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class ConfigError(SchedError):
+    """providers.yaml or the environment is invalid; the message names file, key path and line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        path: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.file, self.path, self.line = file, path, line
+        where = ":".join(str(p) for p in (file, line) if p is not None)
+        prefix = f"{where}: " if where else ""
+        key = f"{path}: " if path else ""
+        super().__init__(f"{prefix}{key}{message}")
+
+
+class InputError(SchedError):
+    """The user's input is wrong before any provider is called; no quota is touched."""
+
+
+class LedgerError(SchedError):
+    """The quota ledger cannot be used (corrupt file, locked past the busy timeout, bad URL)."""
+
+
+class ProviderError(SchedError):
+    """One provider failed one call. `outcome` is the stable name stored in the calls table."""
+
+    outcome: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        resets_at: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after  # seconds to wait, from the provider's own hint
+        self.resets_at = resets_at  # POSIX time the provider says its quota comes back
+        super().__init__(message)
+
+
+class QuotaExhausted(ProviderError):
+    """Out of quota or credit: waiting seconds will not help, skip until the window resets."""
+
+    outcome = "quota_exhausted"
+
+
+class RateLimited(ProviderError):
+    """Too many requests for now: cool down for the retry hint, then the provider is usable."""
+
+    outcome = "rate_limited"
+
+
+class AuthFailed(ProviderError):
+    """The key is missing, wrong or revoked: disabled until the key changes."""
+
+    outcome = "auth_failed"
+
+
+class Transient(ProviderError):
+    """A server error, timeout or broken connection: worth retrying, not the user's fault."""
+
+    outcome = "transient"
+
+
+class RejectedInput(ProviderError):
+    """The provider refused this input (too long, wrong model): not a sign of bad health."""
+
+    outcome = "rejected_input"
+
+
+OUTCOMES: tuple[str, ...] = (
+    "ok",
+    QuotaExhausted.outcome,
+    RateLimited.outcome,
+    AuthFailed.outcome,
+    Transient.outcome,
+    RejectedInput.outcome,
+)
+
+__all__ = [
+    "OUTCOMES",
+    "AuthFailed",
+    "ConfigError",
+    "InputError",
+    "LedgerError",
+    "ProviderError",
+    "QuotaExhausted",
+    "RateLimited",
+    "RejectedInput",
+    "SchedError",
+    "Transient",
+    "redact",
+]
