@@ -1,0 +1,193 @@
+"""Load providers.yaml into a validated `Config`, with errors that name file, key path and line.
+
+YAML is parsed once into nodes, so the same pass yields the data, a map from key path to line
+number, and duplicate-key detection (PyYAML silently keeps the last of two equal keys, which
+would let a second `groq:` entry quietly replace the first).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from scheduler.config.schema import Config
+from scheduler.errors import ConfigError
+
+try:  # the C loader is several times faster; the pure one behaves the same
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+
+CONFIG_ENV = "SCHED_CONFIG"
+DEFAULT_FILE = "providers.yaml"
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the configuration came from, shown by `sched config check`."""
+
+    path: Path
+    origin: str  # "--config", "SCHED_CONFIG", "./providers.yaml" or "packaged default"
+
+
+def resolve_config_path(cli_path: str | os.PathLike[str] | None = None) -> ConfigSource:
+    """`--config`, then $SCHED_CONFIG, then ./providers.yaml, then the packaged copy."""
+    if cli_path:
+        return ConfigSource(Path(cli_path), "--config")
+    if env_path := os.environ.get(CONFIG_ENV):
+        return ConfigSource(Path(env_path), CONFIG_ENV)
+    local = Path(DEFAULT_FILE)
+    if local.is_file():
+        return ConfigSource(local, f"./{DEFAULT_FILE}")
+    packaged = resources.files("scheduler").joinpath(DEFAULT_FILE)
+    return ConfigSource(Path(str(packaged)), "packaged default")
+
+
+def _format_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _walk(
+    node: yaml.Node,
+    path: tuple[int | str, ...],
+    lines: dict[str, int],
+    file: str,
+    walked: set[yaml.Node] | None = None,
+) -> None:
+    """Record the line of every key path and reject duplicate mapping keys."""
+    lines[_format_path(path)] = node.start_mark.line + 1
+    walked = set() if walked is None else walked
+    if node in walked:  # an alias: walked where its anchor is (and a cyclic one never ends)
+        return
+    walked.add(node)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"duplicate key {key!r} (first defined on line {seen[key]})",
+                    file=file,
+                    path=_format_path((*path, key)),
+                    line=line,
+                )
+            seen[key] = line
+            _walk(value_node, (*path, key), lines, file, walked)
+            lines[_format_path((*path, key))] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines, file, walked)
+
+
+def _line_for(lines: dict[str, int], loc: tuple[int | str, ...]) -> int | None:
+    """The line of the deepest existing prefix: a missing key is reported where its parent is."""
+    for end in range(len(loc), -1, -1):
+        line = lines.get(_format_path(loc[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
+    if kind == "literal_error":
+        expected = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"expected one of {expected}, got {got!r}"
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"
+
+
+def parse_config(text: str, *, file: str = DEFAULT_FILE) -> Config:
+    """Parse and validate YAML text; raises ConfigError naming the first problem."""
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with 'providers' and 'tasks' at the top", file=file)
+    lines: dict[str, int] = {}
+    _walk(node, (), lines, file)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        if loc[-1:] == ("[key]",):  # pydantic's marker for a bad dict key: report the key itself
+            loc = loc[:-1]
+        raise ConfigError(
+            _message(first), file=file, path=_format_path(loc), line=_line_for(lines, loc)
+        ) from None
+    _check_references(config, lines, file)
+    return config
+
+
+def _check_references(config: Config, lines: dict[str, int], file: str) -> None:
+    """Cross-key rules pydantic cannot see: the priority table names only defined providers."""
+    for kind, names in config.tasks.items():
+        seen: set[str] = set()
+        for index, name in enumerate(names):
+            loc = ("tasks", kind, index)
+            if name not in config.providers:
+                known = ", ".join(sorted(config.providers))
+                raise ConfigError(
+                    f"unknown provider {name!r}; defined providers: {known}",
+                    file=file,
+                    path=_format_path(loc),
+                    line=_line_for(lines, loc),
+                )
+            if name in seen:
+                raise ConfigError(
+                    f"provider {name!r} is listed twice",
+                    file=file,
+                    path=_format_path(loc),
+                    line=_line_for(lines, loc),
+                )
+            seen.add(name)
+
+
+def load_config(cli_path: str | os.PathLike[str] | None = None) -> tuple[Config, ConfigSource]:
+    """Find, read and validate the configuration."""
+    source = resolve_config_path(cli_path)
+    try:
+        text = source.path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found (from {source.origin}); pass --config PATH or set {CONFIG_ENV}",
+            file=str(source.path),
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a YAML file", file=str(source.path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text", file=str(source.path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(source.path)) from None
+    return parse_config(text, file=str(source.path)), source
+
+
+__all__ = ["CONFIG_ENV", "ConfigSource", "load_config", "parse_config", "resolve_config_path"]

@@ -1,0 +1,184 @@
+"""The shape of providers.yaml, validated with pydantic so that a typo fails loudly.
+
+Every model forbids unknown keys: a misspelt `quotas` or `per` must be an error naming its key path,
+not a silently ignored rule that lets the scheduler overspend.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from scheduler.tasks import Metric, TaskKind
+from scheduler.windows import Period, WindowSpec
+
+AdapterName = Literal[
+    "openai",
+    "anthropic",
+    "gemini",
+    "cohere",
+    "ai21",
+    "stability",
+    "replicate",
+    "huggingface",
+    "fireworks",
+    "assemblyai",
+    "gladia",
+    "elevenlabs",
+    "playht",
+    "local",
+]
+Strategy = Literal["priority", "cheapest", "fastest"]
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuotaRule(_Strict):
+    """A limit the provider enforces; `free: true` marks an allowance `allow_paid` may exceed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+
+    metric: Metric
+    limit: float = Field(gt=0)
+    per: Period
+    reset: str = "00:00"
+    tz: str = "UTC"
+    day: int = Field(default=1, ge=1, le=31)
+    free: bool = False
+
+    @field_validator("reset")
+    @classmethod
+    def _check_reset(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError(f"expected a time of day as HH:MM (24 h), got {value!r}")
+        return value
+
+    @field_validator("tz")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        WindowSpec("day", tz=value)  # raises ValueError("unknown time zone ...")
+        return value
+
+    @cached_property
+    def window(self) -> WindowSpec:
+        """The calendar window this rule counts in; one instance per rule so its cache is reused."""
+        hours, minutes = (int(part) for part in self.reset.split(":"))
+        return WindowSpec(self.per, time(hours, minutes), self.tz, self.day)
+
+    @property
+    def rule_id(self) -> str:
+        """A stable key for the ledger: the same rule keeps its counts across config reloads."""
+        if self.per in ("minute", "total"):
+            return f"{self.metric}/{self.per}"
+        if self.per == "hour":
+            return f"{self.metric}/hour@{self.tz}"
+        anchor = f"d{self.day} " if self.per == "month" else ""
+        return f"{self.metric}/{self.per}@{anchor}{self.reset} {self.tz}"
+
+
+class Pricing(_Strict):
+    """List prices in USD. An empty table means the provider never bills (free or local)."""
+
+    usd_per_mtok_input: float | None = Field(default=None, ge=0)
+    usd_per_mtok_output: float | None = Field(default=None, ge=0)
+    usd_per_image: float | None = Field(default=None, ge=0)
+    usd_per_audio_minute: float | None = Field(default=None, ge=0)
+    usd_per_kchar: float | None = Field(default=None, ge=0)
+    usd_per_request: float | None = Field(default=None, ge=0)
+    usd_per_credit: float | None = Field(default=None, ge=0)
+
+
+class ProviderConfig(_Strict):
+    """One provider entry: how to reach it, what it serves, what it allows and what it costs."""
+
+    adapter: AdapterName
+    base_url: str | None = None
+    api_key_env: str | None = None
+    enabled: bool = True
+    note: str | None = None
+    models: dict[TaskKind, str] = Field(default_factory=dict)
+    quotas: tuple[QuotaRule, ...] = ()
+    pricing: Pricing = Field(default_factory=Pricing)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_VAR.match(value):
+            raise ValueError(f"expected an environment variable name, got {value!r}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+
+class Budget(_Strict):
+    """Spending caps in USD; null means no cap."""
+
+    daily_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+
+
+class Settings(_Strict):
+    """Global policy. Defaults are the safe ones: free only, priority order, two retries."""
+
+    strategy: Strategy = "priority"
+    allow_paid: bool = False
+    budget: Budget = Field(default_factory=Budget)
+    prefer_local_below_load: float | None = Field(default=0.8, ge=0, le=1)
+    timeout_s: float = Field(default=60, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    max_retry_wait_s: float = Field(default=10, ge=0)
+    lease_s: float | None = Field(default=None, gt=0)
+
+    @property
+    def reservation_lease_s(self) -> float:
+        """How long a reservation may stay open before a dead process's hold is counted as used.
+
+        Longer than any live call can take (the call's timeout plus slack), so a slow but live
+        call is never expired under it.
+        """
+        return self.lease_s if self.lease_s is not None else self.timeout_s + 30
+
+
+class Config(_Strict):
+    """The whole priority table."""
+
+    settings: Settings = Field(default_factory=Settings)
+    providers: dict[str, ProviderConfig]
+    tasks: dict[TaskKind, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _check_names(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"provider name {name!r} must be lower-case letters, digits, '-' or '_'"
+                )
+        return value
+
+
+__all__ = [
+    "AdapterName",
+    "Budget",
+    "Config",
+    "Pricing",
+    "ProviderConfig",
+    "QuotaRule",
+    "Settings",
+    "Strategy",
+]
