@@ -1,0 +1,8 @@
+"""The quota ledger: usage windows, reservations, the call log, provider state and job runs."""
+
+from __future__ import annotations
+
+from scheduler.ledger.db import DB_ENV, DEFAULT_DB, resolve_db_target
+from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal
+
+__all__ = ["DB_ENV", "DEFAULT_DB", "CallRecord", "Hold", "Ledger", "Refusal", "resolve_db_target"]

@@ -1,0 +1,128 @@
+"""What each provider has left: current windows, provider state and the last day's call health.
+
+Reads only: the current window of every rule is a primary-key lookup, and the day's call counts use
+the `ts` index, so the report does not slow down as the ledger's history grows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from scheduler.windows import format_instant
+
+if TYPE_CHECKING:
+    from scheduler.config.keys import KeyStore
+    from scheduler.config.schema import Config
+    from scheduler.ledger.store import Ledger
+
+DAY_S = 86400
+# Outcomes that say nothing about a provider's health: the input was refused, or the
+# process making the call died.
+NOT_FAILURES = ("ok", "rejected_input", "expired")
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    """One quota rule in its current window."""
+
+    metric: str
+    period: str
+    limit: float
+    used: float
+    reserved: float
+    resets_at: int | None
+    resets: str  # the reset as a timestamp with its zone, "2026-11-22 00:00 PST"
+    free: bool
+
+    @property
+    def remaining(self) -> float:
+        return max(self.limit - self.used - self.reserved, 0.0)
+
+
+@dataclass(frozen=True)
+class ProviderReport:
+    """Everything the quota report says about one provider."""
+
+    provider: str
+    status: str  # ok | exhausted | cooling_down | disabled | not_configured | off
+    detail: str | None
+    until: float | None
+    windows: tuple[WindowUsage, ...]
+    calls_24h: int
+    failures_24h: int
+
+    @property
+    def failure_rate_24h(self) -> float | None:
+        return self.failures_24h / self.calls_24h if self.calls_24h else None
+
+
+def quota_report(
+    config: Config, ledger: Ledger, keys: KeyStore, *, now: float | None = None
+) -> list[ProviderReport]:
+    now = time.time() if now is None else now
+    placeholders = ",".join("?" for _ in NOT_FAILURES)
+    health = {
+        str(provider): (int(calls), int(failures or 0))  # type: ignore[call-overload]
+        for provider, calls, failures in ledger.read(
+            "SELECT provider, COUNT(*), SUM(CASE WHEN outcome NOT IN"
+            f" ({placeholders}) THEN 1 ELSE 0 END) FROM calls WHERE ts >= ? GROUP BY provider",
+            (*NOT_FAILURES, now - DAY_S),
+        )
+    }
+    states = {
+        str(row[0]): row[1:]
+        for row in ledger.read(
+            "SELECT provider, blocked_until, block_outcome, block_reason, disabled,"
+            " disabled_reason FROM provider_state"
+        )
+    }
+    reports = []
+    for name, provider in config.providers.items():
+        windows = []
+        for rule in provider.quotas:
+            start, end = rule.window.bounds(now)
+            rows = ledger.read(
+                "SELECT used, reserved FROM usage_windows WHERE provider = ? AND rule = ?"
+                " AND window_start = ?",
+                (name, rule.rule_id, start),
+            )
+            used, reserved = (float(rows[0][0]), float(rows[0][1])) if rows else (0.0, 0.0)  # type: ignore[arg-type]
+            windows.append(
+                WindowUsage(
+                    metric=rule.metric,
+                    period=rule.per,
+                    limit=rule.limit,
+                    used=used,
+                    reserved=reserved,
+                    resets_at=end,
+                    resets=format_instant(end, rule.tz) if end is not None else "never",
+                    free=rule.free,
+                )
+            )
+        status, detail, until = _status(provider.enabled, provider.note, states.get(name), now)
+        if status == "ok" and provider.api_key_env and not keys.get(provider.api_key_env):
+            status, detail = "not_configured", f"no {provider.api_key_env}"
+        calls, failures = health.get(name, (0, 0))
+        reports.append(ProviderReport(name, status, detail, until, tuple(windows), calls, failures))
+    return reports
+
+
+def _status(
+    enabled: bool, note: str | None, state: tuple[object, ...] | None, now: float
+) -> tuple[str, str | None, float | None]:
+    if not enabled:
+        return "off", note or "disabled in providers.yaml", None
+    if state is None:
+        return "ok", None, None
+    blocked_until, outcome, reason, disabled, disabled_reason = state
+    if disabled:
+        return "disabled", str(disabled_reason), None
+    if isinstance(blocked_until, int | float) and blocked_until > now:
+        status = "exhausted" if outcome == "quota_exhausted" else "cooling_down"
+        return status, str(reason) if reason else None, float(blocked_until)
+    return "ok", None, None
+
+
+__all__ = ["ProviderReport", "WindowUsage", "quota_report"]

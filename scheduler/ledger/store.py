@@ -1,0 +1,395 @@
+"""The quota ledger: reserve before a call, settle after it, never let concurrent runs overspend.
+
+Every operation is one short write transaction (SQLite `BEGIN IMMEDIATE`, so writers queue on the
+database lock instead of racing). A reservation adds its estimate to `reserved` of every quota
+window of the provider with one conditional upsert per rule: the row changes only if
+`used + reserved + amount <= limit`, so the check and the hold are a single atomic step and no
+read-then-write race exists. Settling moves the hold to `used` (with the provider's real figures)
+or drops it. A hold left by a dead process keeps blocking its quota until its lease expires and is
+then counted as used: the provider may have served it, and we never risk the real quota.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from scheduler.config.schema import QuotaRule
+from scheduler.errors import LedgerError, ProviderError, redact
+from scheduler.ledger.db import connect, describe_sqlite_error
+from scheduler.tasks import RateLimitReport
+from scheduler.windows import format_instant
+
+# A provider that reported limits without a reset time is trusted for this long.
+REPORT_TTL_S = 60.0
+
+_RESERVE_WINDOW = (
+    "INSERT INTO usage_windows (provider, rule, window_start, metric, period, window_end, used,"
+    " reserved) VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
+    " ON CONFLICT (provider, rule, window_start) DO UPDATE"
+    " SET reserved = reserved + excluded.reserved"
+    " WHERE usage_windows.used + usage_windows.reserved + excluded.reserved <= ?"
+)
+_SETTLE_WINDOW = (
+    "UPDATE usage_windows SET"
+    " reserved = CASE WHEN reserved > ? THEN reserved - ? ELSE 0 END, used = used + ?"
+    " WHERE provider = ? AND rule = ? AND window_start = ?"
+)
+_INSERT_CALL = (
+    "INSERT INTO calls (ts, task, provider, model, outcome, error, latency_ms, tries, usage,"
+    " cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A reservation: which window rows carry how much of it."""
+
+    id: int
+    provider: str
+    items: tuple[tuple[str, int, str, float], ...]  # (rule_id, window_start, metric, amount)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a provider cannot take this call now, and when that ends (None: not by itself)."""
+
+    reason: str
+    until: float | None = None
+
+
+class _Refused(Exception):
+    """Raised inside a reservation transaction to roll it back and return the refusal."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the dispatcher tells the ledger about one finished attempt."""
+
+    task: str
+    provider: str
+    model: str
+    outcome: str
+    latency_ms: float
+    tries: int = 1
+    usage: Mapping[str, float] | None = None
+    cost_usd: float = 0.0
+    error: str | None = None
+
+
+class Ledger:
+    """The shared quota ledger of every process pointing at the same database."""
+
+    def __init__(self, conn: sqlite3.Connection, *, lease_s: float = 90.0, name: str = "") -> None:
+        self._conn = conn
+        self._lock = threading.Lock()  # one transaction at a time per connection
+        self.lease_s = lease_s
+        self.name = name
+
+    @classmethod
+    def open(cls, target: str, *, lease_s: float = 90.0) -> Ledger:
+        return cls(connect(target), lease_s=lease_s, name=target)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; SQLite errors become LedgerError with advice."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise LedgerError(describe_sqlite_error(self.name, exc)) from None
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise LedgerError(describe_sqlite_error(self.name, exc)) from exc
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise LedgerError(describe_sqlite_error(self.name, exc)) from None
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """A read-only query for reports (WAL readers never wait for the writer)."""
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise LedgerError(describe_sqlite_error(self.name, exc)) from None
+
+    # -- reservation protocol ---------------------------------------------------------------
+
+    def reserve(
+        self,
+        provider: str,
+        rules: Sequence[QuotaRule],
+        amounts: Mapping[str, float],
+        *,
+        task: str,
+        model: str,
+        key_fingerprint: str | None = None,
+        now: float | None = None,
+    ) -> Hold | Refusal:
+        """Hold `amounts` against every rule of `provider`, or say why it cannot take the call."""
+        now = time.time() if now is None else now
+        for rule in rules:
+            amount = amounts.get(rule.metric, 0)
+            if amount > rule.limit:
+                return Refusal(
+                    f"this call needs {amount:g} {rule.metric}, more than the {_describe(rule)}"
+                    " limit"
+                )
+        try:
+            return self._reserve(provider, rules, amounts, task, model, key_fingerprint, now)
+        except _Refused as refused:
+            return refused.refusal
+
+    def _reserve(
+        self,
+        provider: str,
+        rules: Sequence[QuotaRule],
+        amounts: Mapping[str, float],
+        task: str,
+        model: str,
+        key_fingerprint: str | None,
+        now: float,
+    ) -> Hold | Refusal:
+        with self._write() as conn:
+            refusal = self._state_refusal(conn, provider, key_fingerprint, now)
+            if refusal is not None:
+                return refusal
+            items: list[tuple[str, int, str, float]] = []
+            for rule in rules:
+                amount = amounts.get(rule.metric, 0)
+                if amount <= 0:
+                    continue
+                start, end = rule.window.bounds(now)
+                cur = conn.execute(
+                    _RESERVE_WINDOW,
+                    (provider, rule.rule_id, start, rule.metric, rule.per, end, amount, rule.limit),
+                )
+                if cur.rowcount == 0:  # the conditional upsert found the window full
+                    raise _Refused(Refusal(_full_reason(rule, end), float(end) if end else None))
+                items.append((rule.rule_id, start, rule.metric, float(amount)))
+            refusal = self._reported_refusal(conn, provider, amounts, now)
+            if refusal is not None:
+                raise _Refused(refusal)  # rolls back the holds taken above
+            cur = conn.execute(
+                "INSERT INTO reservations (provider, task, model, created_at, expires_at, pid,"
+                " items) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (provider, task, model, now, now + self.lease_s, os.getpid(), json.dumps(items)),
+            )
+            return Hold(int(cur.lastrowid or 0), provider, tuple(items))
+
+    def _state_refusal(
+        self, conn: sqlite3.Connection, provider: str, key_fp: str | None, now: float
+    ) -> Refusal | None:
+        row = conn.execute(
+            "SELECT blocked_until, block_outcome, block_reason, disabled, disabled_key,"
+            " disabled_reason FROM provider_state WHERE provider = ?",
+            (provider,),
+        ).fetchone()
+        if row is None:
+            return None
+        blocked_until, outcome, reason, disabled, disabled_key, disabled_reason = row
+        if disabled and (key_fp is None or key_fp == disabled_key):
+            return Refusal(f"disabled: {disabled_reason} (fix the key to re-enable)")
+        if blocked_until > now:
+            when = format_instant(int(blocked_until), "UTC")
+            if outcome == "quota_exhausted":
+                return Refusal(f"quota exhausted, resets {when}", blocked_until)
+            return Refusal(f"cooling down until {when} ({reason})", blocked_until)
+        return None
+
+    def _reported_refusal(
+        self, conn: sqlite3.Connection, provider: str, amounts: Mapping[str, float], now: float
+    ) -> Refusal | None:
+        """Trust the provider's own remaining count when it is smaller than ours."""
+        rows = conn.execute(
+            "SELECT metric, remaining, resets_at FROM provider_limits"
+            " WHERE provider = ? AND resets_at > ?",
+            (provider, now),
+        ).fetchall()
+        for metric, remaining, resets_at in rows:
+            amount = amounts.get(metric, 0)
+            if amount <= 0:
+                continue
+            if remaining < amount:
+                when = format_instant(int(resets_at), "UTC")
+                return Refusal(
+                    f"provider reports {remaining:g} {metric} left, resets {when}", resets_at
+                )
+            conn.execute(
+                "UPDATE provider_limits SET remaining = remaining - ? WHERE provider = ?"
+                " AND metric = ?",
+                (amount, provider, metric),
+            )
+        return None
+
+    def release(self, hold: Hold) -> None:
+        """Drop a hold without using it (the call failed before the provider served it)."""
+        with self._write() as conn:
+            self._settle(conn, hold, None)
+
+    def commit(
+        self,
+        hold: Hold,
+        record: CallRecord,
+        *,
+        rate_limits: Sequence[RateLimitReport] = (),
+        now: float | None = None,
+    ) -> None:
+        """Turn a hold into the provider's real usage, log the call, clear transient blocks."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            self._settle(conn, hold, record.usage or {})
+            self._insert_call(conn, record, now)
+            self._store_reports(conn, hold.provider, rate_limits, now)
+            conn.execute(
+                "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
+                " block_reason = NULL, disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
+                " updated_at = ? WHERE provider = ? AND (disabled = 1 OR block_outcome IN"
+                " ('rate_limited', 'transient'))",
+                (now, hold.provider),
+            )
+
+    def record_failure(
+        self,
+        hold: Hold | None,
+        record: CallRecord,
+        error: ProviderError,
+        *,
+        block_until: float | None = None,
+        key_fingerprint: str | None = None,
+        rate_limits: Sequence[RateLimitReport] = (),
+        now: float | None = None,
+    ) -> None:
+        """Release the hold, log the failed attempt and put the provider in its new state."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            if hold is not None:
+                self._settle(conn, hold, None)
+            self._insert_call(conn, record, now)
+            self._store_reports(conn, record.provider, rate_limits, now)
+            reason = redact(str(error))[:300]
+            if error.outcome == "auth_failed":
+                conn.execute(
+                    "INSERT INTO provider_state (provider, disabled, disabled_key,"
+                    " disabled_reason, updated_at) VALUES (?, 1, ?, ?, ?) ON CONFLICT (provider)"
+                    " DO UPDATE SET disabled = 1, disabled_key = excluded.disabled_key,"
+                    " disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
+                    (record.provider, key_fingerprint, reason, now),
+                )
+            elif block_until is not None and block_until > now:
+                conn.execute(
+                    "INSERT INTO provider_state (provider, blocked_until, block_outcome,"
+                    " block_reason, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider)"
+                    " DO UPDATE SET blocked_until = MAX(provider_state.blocked_until,"
+                    " excluded.blocked_until), block_outcome = excluded.block_outcome,"
+                    " block_reason = excluded.block_reason, updated_at = excluded.updated_at",
+                    (record.provider, block_until, error.outcome, reason, now),
+                )
+
+    def record_skip(self, record: CallRecord, *, now: float | None = None) -> None:
+        """Log an attempt that never reached a provider (used for audit of forced runs only)."""
+        with self._write() as conn:
+            self._insert_call(conn, record, time.time() if now is None else now)
+
+    def _settle(
+        self, conn: sqlite3.Connection, hold: Hold, usage: Mapping[str, float] | None
+    ) -> None:
+        for rule_id, start, metric, amount in hold.items:
+            used = 0.0 if usage is None else float(usage.get(metric, amount))
+            conn.execute(_SETTLE_WINDOW, (amount, amount, used, hold.provider, rule_id, start))
+        conn.execute("DELETE FROM reservations WHERE id = ?", (hold.id,))
+
+    @staticmethod
+    def _insert_call(conn: sqlite3.Connection, record: CallRecord, now: float) -> None:
+        conn.execute(
+            _INSERT_CALL,
+            (
+                now,
+                record.task,
+                record.provider,
+                record.model,
+                record.outcome,
+                record.error,
+                record.latency_ms,
+                record.tries,
+                json.dumps(dict(record.usage or {})),
+                record.cost_usd,
+            ),
+        )
+
+    @staticmethod
+    def _store_reports(
+        conn: sqlite3.Connection, provider: str, reports: Sequence[RateLimitReport], now: float
+    ) -> None:
+        for report in reports:
+            resets_at = report.resets_at if report.resets_at is not None else now + REPORT_TTL_S
+            conn.execute(
+                'INSERT INTO provider_limits (provider, metric, remaining, "limit", resets_at,'
+                " reported_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, metric) DO UPDATE"
+                ' SET remaining = excluded.remaining, "limit" = excluded."limit",'
+                " resets_at = excluded.resets_at, reported_at = excluded.reported_at",
+                (provider, report.metric, report.remaining, report.limit, resets_at, now),
+            )
+
+    def expire(self, *, now: float | None = None) -> int:
+        """Count holds whose lease ran out as used (their process died ); return how many."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id, provider, task, model, created_at, items FROM reservations"
+                " WHERE expires_at < ?",
+                (now,),
+            ).fetchall()
+            for res_id, provider, task, model, created_at, items_json in rows:
+                items = tuple(tuple(item) for item in json.loads(items_json))
+                hold = Hold(res_id, provider, items)  # type: ignore[arg-type]
+                usage = {metric: amount for _, _, metric, amount in hold.items}
+                self._settle(conn, hold, usage)
+                record = CallRecord(
+                    task=task,
+                    provider=provider,
+                    model=model,
+                    outcome="expired",
+                    latency_ms=(now - created_at) * 1000,
+                    usage=usage,
+                    error="reservation lease expired (process died mid-call); counted as used",
+                )
+                self._insert_call(conn, record, created_at)
+            return len(rows)
+
+    def integrity_check(self) -> str:
+        """SQLite's own verdict on the file ('ok' when sound)."""
+        return str(self.read("PRAGMA integrity_check")[0][0])
+
+
+def _describe(rule: QuotaRule) -> str:
+    return f"{rule.limit:g} {rule.metric} per {rule.per}"
+
+
+def _full_reason(rule: QuotaRule, end: int | None) -> str:
+    if end is None:
+        return f"quota used up: {_describe(rule).replace(' per total', ' in total')}"
+    return f"quota full: {_describe(rule)}, resets {format_instant(end, rule.tz)}"
+
+
+__all__ = ["REPORT_TTL_S", "CallRecord", "Hold", "Ledger", "Refusal"]

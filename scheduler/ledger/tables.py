@@ -1,0 +1,132 @@
+"""The ledger's tables, declared once with SQLModel; `create_all` builds them on a new database.
+
+The hot path (reserve / commit / release) does not go through the ORM: it runs short hand-written
+statements on the DB-API connection, because importing and running SQLModel per call costs more
+than the whole transaction. The column names here are the contract those statements rely on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+
+def _default(value: float | str) -> Any:
+    """A column default the database itself applies: the hot path inserts with raw SQL."""
+    return Field(default=value, sa_column_kwargs={"server_default": str(value)})
+
+
+class UsageWindow(SQLModel, table=True):
+    """Used and reserved amounts of one quota rule in one calendar window of one provider."""
+
+    __tablename__ = "usage_windows"
+
+    provider: str = Field(primary_key=True)
+    rule: str = Field(primary_key=True)  # QuotaRule.rule_id, e.g. "requests/day@00:00 UTC"
+    window_start: int = Field(primary_key=True)  # POSIX seconds, inclusive
+    metric: str
+    period: str
+    window_end: Optional[int] = None  # noqa: UP045 - SQLModel reads the annotation at runtime
+    used: float = _default(0)
+    reserved: float = _default(0)
+
+
+class Reservation(SQLModel, table=True):
+    """An open hold on quota; deleted when settled, counted as used when its lease expires."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_expires_at", "expires_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    provider: str
+    task: str
+    model: str
+    created_at: float
+    expires_at: float
+    pid: int
+    items: str  # JSON [[rule, window_start, metric, amount], ...]
+
+
+class Call(SQLModel, table=True):
+    """One provider attempt for one task (its transient retries included): the audit log."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_ts", "ts"),
+        Index("ix_calls_provider_ts", "provider", "ts"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    ts: float
+    task: str
+    provider: str
+    model: str
+    outcome: str  # "ok" or an errors.ProviderError outcome, or "expired"
+    error: Optional[str] = None  # noqa: UP045
+    latency_ms: float = _default(0)
+    tries: int = _default(1)
+    usage: str = _default("{}")  # JSON {metric: amount}
+    cost_usd: float = _default(0)
+
+
+class ProviderState(SQLModel, table=True):
+    """Why a provider is not usable right now, shared by every process using this ledger."""
+
+    __tablename__ = "provider_state"
+
+    provider: str = Field(primary_key=True)
+    blocked_until: float = _default(0)  # cooldown or quota exhaustion, as a POSIX time
+    block_outcome: Optional[str] = None  # noqa: UP045
+    block_reason: Optional[str] = None  # noqa: UP045
+    disabled: int = _default(0)  # auth failure: stays until the key changes
+    disabled_key: Optional[str] = None  # noqa: UP045 - fingerprint of the failing key, never the key
+    disabled_reason: Optional[str] = None  # noqa: UP045
+    updated_at: float = _default(0)
+
+
+class ProviderLimit(SQLModel, table=True):
+    """What the provider itself last reported as remaining; the ledger trusts the smaller count."""
+
+    __tablename__ = "provider_limits"
+
+    provider: str = Field(primary_key=True)
+    metric: str = Field(primary_key=True)
+    remaining: float
+    limit: Optional[float] = None  # noqa: UP045
+    resets_at: float
+    reported_at: float
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a cron job and what it did."""
+
+    __tablename__ = "job_runs"
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    job: str
+    started_at: float
+    finished_at: Optional[float] = None  # noqa: UP045
+    ok: int = _default(0)
+    detail: str = _default("{}")
+
+
+class SchemaMigration(SQLModel, table=True):
+    """Named migrations applied to this database, so every process agrees on the schema."""
+
+    __tablename__ = "schema_migrations"
+
+    name: str = Field(primary_key=True)
+    applied_at: float
+
+
+__all__ = [
+    "Call",
+    "JobRun",
+    "ProviderLimit",
+    "ProviderState",
+    "Reservation",
+    "SchemaMigration",
+    "UsageWindow",
+]
