@@ -1,0 +1,53 @@
+"""What every adapter is: a thin translator between one task and one provider's wire format.
+
+An adapter translates, calls, classifies the failure into `scheduler.errors`, and reports usage and
+rate-limit hints. Policy (order, retries, fallback) lives in the dispatcher and accounting in the
+ledger, so an adapter never sleeps, retries or touches the database.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from scheduler.errors import RejectedInput
+from scheduler.tasks import ProviderResult, Task, TaskKind, TextTask
+
+if TYPE_CHECKING:
+    import httpx
+
+    from scheduler.config.schema import ProviderConfig
+
+
+class Adapter:
+    """Base of the adapters; subclasses declare what they serve and implement those kinds."""
+
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset()
+    default_base_url: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: ProviderConfig,
+        api_key: str | None,
+        http: httpx.AsyncClient,
+        timeout_s: float,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.api_key = api_key
+        self.http = http
+        self.timeout_s = timeout_s
+        self.base_url = (config.base_url or self.default_base_url or "").rstrip("/")
+
+    async def run(self, task: Task, *, model: str) -> ProviderResult:
+        """Serve `task` with `model`; raises a ProviderError subclass on failure."""
+        if isinstance(task, TextTask):
+            return await self.text(task, model=model)
+        raise RejectedInput(f"{self.name} cannot serve {task.kind} tasks", provider=self.name)
+
+    async def text(self, task: TextTask, *, model: str) -> ProviderResult:
+        raise RejectedInput(f"{self.name} cannot serve text tasks", provider=self.name)
+
+
+__all__ = ["Adapter"]
