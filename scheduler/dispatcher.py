@@ -1,0 +1,297 @@
+"""Who serves a task: candidates in table order, skips with reasons, retries, fallback.
+
+For each candidate the dispatcher checks, without any network call, that it is enabled, has an
+adapter for the task kind, a model and a key; then the ledger reserves the estimated usage (or
+says why not: quota full, cooling down, disabled). A call that fails transiently is retried on the
+same provider with tenacity, waiting as long as the provider asked (any retry-hint format) or
+backing off exponentially; any other failure moves on to the next provider, and a provider that
+failed over is never called again for the same task. Every attempt lands in the calls table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from scheduler.config.keys import KeyStore, fingerprint
+from scheduler.errors import InputError, ProviderError, RateLimited, Transient
+from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal
+from scheduler.providers.registry import adapter_class
+from scheduler.tasks import ProviderResult, Task
+
+if TYPE_CHECKING:
+    import httpx
+
+    from scheduler.config.schema import Config, ProviderConfig
+    from scheduler.providers.base import Adapter
+
+# Cool-down after a provider kept failing transiently or rate-limited without saying for how long.
+DEFAULT_COOLDOWN_S = 30.0
+_PERIOD_ORDER = {"minute": 0, "hour": 1, "day": 2, "month": 3, "total": 4}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One candidate's part in a run: served it, failed (classified), or skipped without a call."""
+
+    provider: str
+    outcome: str  # "ok", "skipped", or a ProviderError outcome
+    error: str | None = None
+    latency_ms: float = 0.0
+    tries: int = 0
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The answer to one task, with the trace of every candidate considered."""
+
+    task: Task
+    attempts: tuple[Attempt, ...]
+    result: ProviderResult | None = None
+    provider: str | None = None
+    cost_usd: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    @property
+    def exit_code(self) -> int:
+        """0 served; 3 nobody could even be tried; 1 every candidate that was tried failed."""
+        if self.ok:
+            return 0
+        if all(attempt.outcome == "skipped" for attempt in self.attempts):
+            return 3
+        return 1
+
+
+@dataclass
+class _Skip(Exception):
+    """Raised inside the retry loop when the ledger refuses a retry (quota filled meanwhile)."""
+
+    refusal: Refusal
+    last_error: ProviderError | None = None
+
+
+@dataclass
+class Dispatcher:
+    """Runs tasks against the priority table, sharing one HTTP client and one ledger."""
+
+    config: Config
+    ledger: Ledger
+    keys: KeyStore
+    http: httpx.AsyncClient
+    sleep: object = asyncio.sleep  # replaced in tests to skip real waiting
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
+
+    def candidates(self, task: Task, only: str | None = None) -> tuple[str, ...]:
+        """Provider names in the order they are tried for this task."""
+        if only is not None:
+            if only not in self.config.providers:
+                known = ", ".join(sorted(self.config.providers))
+                raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
+            return (only,)
+        return tuple(self.config.tasks.get(task.kind, ()))
+
+    async def run(self, task: Task, *, only: str | None = None) -> RunResult:
+        attempts: list[Attempt] = []
+        for name in self.candidates(task, only):
+            attempt, result = await self._try(name, task)
+            attempts.append(attempt)
+            if result is not None:
+                return RunResult(task, tuple(attempts), result, name)
+        return RunResult(task, tuple(attempts))
+
+    def _precheck(self, name: str, task: Task) -> tuple[str | None, str | None, str | None]:
+        """(skip reason, model, key) from configuration alone, before touching the ledger."""
+        provider = self.config.providers[name]
+        if not provider.enabled:
+            return provider.note or "disabled in providers.yaml", None, None
+        cls = adapter_class(provider.adapter)
+        if cls is None:
+            return f"adapter {provider.adapter!r} not available in this version", None, None
+        if task.kind not in cls.kinds:
+            return f"{provider.adapter} adapter does not serve {task.kind}", None, None
+        model = task.model or provider.models.get(task.kind)
+        if not model:
+            return f"no model for {task.kind}", None, None
+        key = self.keys.get(provider.api_key_env) if provider.api_key_env else None
+        if provider.api_key_env and not key:
+            return f"no {provider.api_key_env}", model, None
+        return None, model, key
+
+    def _adapter(self, name: str, key: str | None) -> Adapter:
+        adapter = self._adapters.get(name)
+        if adapter is None or adapter.api_key != key:
+            provider = self.config.providers[name]
+            cls = adapter_class(provider.adapter)
+            assert cls is not None  # checked by _precheck
+            adapter = cls(
+                name=name,
+                config=provider,
+                api_key=key,
+                http=self.http,
+                timeout_s=self.config.settings.timeout_s,
+            )
+            self._adapters[name] = adapter
+        return adapter
+
+    async def _try(self, name: str, task: Task) -> tuple[Attempt, ProviderResult | None]:
+        skip, model, key = self._precheck(name, task)
+        if skip is not None or model is None:
+            return Attempt(name, "skipped", skip, model=model), None
+        provider = self.config.providers[name]
+        adapter = self._adapter(name, key)
+        key_fp = fingerprint(key) if key else None
+        estimate = task.estimate()
+        settings = self.config.settings
+        started = time.perf_counter()
+        tries = 0
+        holds: list[Hold] = []
+        last_error: ProviderError | None = None
+
+        async def one_try() -> ProviderResult:
+            nonlocal tries, last_error
+            hold = self.ledger.reserve(
+                name,
+                provider.quotas,
+                estimate,
+                task=task.kind,
+                model=model,
+                key_fingerprint=key_fp,
+            )
+            if isinstance(hold, Refusal):
+                raise _Skip(hold, last_error)
+            tries += 1
+            try:
+                result = await adapter.run(task, model=model)
+            except ProviderError as error:
+                last_error = error
+                if _retryable(error, settings.max_retry_wait_s) and tries <= settings.retries:
+                    self.ledger.release(hold)  # the next try reserves afresh
+                else:
+                    holds.append(hold)  # settled with the failure record below
+                raise
+            holds.append(hold)
+            return result
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.retries + 1),
+            retry=retry_if_exception(lambda exc: _retryable(exc, settings.max_retry_wait_s)),
+            wait=_wait_for_hint,
+            sleep=self.sleep,  # type: ignore[arg-type]
+            reraise=True,
+        )
+        try:
+            result = await retrying(one_try)
+        except _Skip as skipped:
+            if skipped.last_error is None:
+                return Attempt(name, "skipped", skipped.refusal.reason, model=model), None
+            return self._failed(name, task, model, skipped.last_error, None, tries, started, key_fp)
+        except ProviderError as error:
+            hold = holds[-1] if holds else None
+            return self._failed(name, task, model, error, hold, tries, started, key_fp)
+        latency_ms = (time.perf_counter() - started) * 1000
+        record = CallRecord(
+            task=task.kind,
+            provider=name,
+            model=result.model,
+            outcome="ok",
+            latency_ms=latency_ms,
+            tries=tries,
+            usage=result.usage,
+        )
+        self.ledger.commit(holds[-1], record, rate_limits=result.rate_limits)
+        return Attempt(name, "ok", None, latency_ms, tries, result.model), result
+
+    def _failed(
+        self,
+        name: str,
+        task: Task,
+        model: str,
+        error: ProviderError,
+        hold: Hold | None,
+        tries: int,
+        started: float,
+        key_fp: str | None,
+    ) -> tuple[Attempt, None]:
+        latency_ms = (time.perf_counter() - started) * 1000
+        message = str(error)
+        record = CallRecord(
+            task=task.kind,
+            provider=name,
+            model=model,
+            outcome=error.outcome,
+            latency_ms=latency_ms,
+            tries=tries,
+            error=message,
+        )
+        block_until = self._block_until(self.config.providers[name], error)
+        self.ledger.record_failure(
+            hold, record, error, block_until=block_until, key_fingerprint=key_fp
+        )
+        return Attempt(name, error.outcome, message, latency_ms, tries, model), None
+
+    def _block_until(self, provider: ProviderConfig, error: ProviderError) -> float | None:
+        """Until when a failed provider is skipped by every process sharing the ledger."""
+        now = time.time()
+        if error.outcome == "quota_exhausted":
+            if error.resets_at is not None:
+                return error.resets_at
+            if error.retry_after is not None:
+                return now + error.retry_after
+            return _next_reset(provider.quotas, now)
+        if error.outcome in ("rate_limited", "transient"):
+            return now + (
+                error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN_S
+            )
+        return None
+
+
+def _retryable(exc: BaseException, max_wait_s: float) -> bool:
+    """Transient trouble is retried; a rate limit only when the provider asks for a short wait."""
+    if isinstance(exc, Transient):
+        return exc.retry_after is None or exc.retry_after <= max_wait_s
+    if isinstance(exc, RateLimited):
+        return exc.retry_after is not None and exc.retry_after <= max_wait_s
+    return False
+
+
+_backoff = wait_exponential_jitter(initial=0.5, max=8.0)
+
+
+def _wait_for_hint(state: RetryCallState) -> float:
+    """The provider's own hint when it gave one, else exponential backoff with jitter."""
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    if isinstance(error, ProviderError) and error.retry_after is not None:
+        return error.retry_after
+    return float(_backoff(state))
+
+
+def _next_reset(rules: Sequence[object], now: float) -> float:
+    """When the longest-running quota window of the provider resets; else the next UTC midnight."""
+    from scheduler.config.schema import QuotaRule
+
+    windows = [rule for rule in rules if isinstance(rule, QuotaRule) and rule.per != "total"]
+    if windows:
+        longest = max(windows, key=lambda rule: _PERIOD_ORDER[rule.per])
+        end = longest.window.next_reset(now)
+        if end is not None:
+            return float(end)
+    return (now // 86400 + 1) * 86400
+
+
+__all__ = ["DEFAULT_COOLDOWN_S", "Attempt", "Dispatcher", "RunResult"]
