@@ -1,0 +1,51 @@
+"""`sched config check`: validate the priority table and say what would be used."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Validate providers.yaml (errors name file, key path and line; exit code 2) and list
+    the providers this version cannot call yet."""
+    from scheduler.providers.registry import adapter_class
+
+    config, source = ctx.obj.loaded()
+    unavailable = sorted(
+        {
+            name
+            for names in config.tasks.values()
+            for name in names
+            if adapter_class(config.providers[name].adapter) is None
+        }
+    )
+    summary = {
+        "ok": True,
+        "config": str(source.path),
+        "source": source.origin,
+        "providers": len(config.providers),
+        "tasks": {kind: list(names) for kind, names in config.tasks.items()},
+        "adapters_not_available": unavailable,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(f"ok: {source.path} ({source.origin})")
+    typer.echo(f"  {len(config.providers)} providers")
+    for kind, names in config.tasks.items():
+        typer.echo(f"  {kind}: {' > '.join(names)}")
+    if unavailable:
+        typer.echo(
+            f"  note: no adapter in this version for {', '.join(unavailable)}; they are skipped",
+        )
+
+
+__all__ = ["app"]

@@ -1,0 +1,46 @@
+"""What every command needs: the configuration, the ledger and the keys, opened on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scheduler.config import Config, ConfigSource, KeyStore
+    from scheduler.ledger import Ledger
+
+
+@dataclass
+class AppState:
+    """Root options, with the objects built from them cached for the command's lifetime."""
+
+    config_path: str | None = None
+    db_target: str | None = None
+    _config: tuple[Config, ConfigSource] | None = field(default=None, repr=False)
+    _ledger: Ledger | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        return self.loaded()[0]
+
+    def loaded(self) -> tuple[Config, ConfigSource]:
+        if self._config is None:
+            from scheduler.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from scheduler.ledger import Ledger, resolve_db_target
+
+            lease = self.config().settings.reservation_lease_s
+            self._ledger = Ledger.open(resolve_db_target(self.db_target), lease_s=lease)
+        return self._ledger
+
+    def keys(self) -> KeyStore:
+        from scheduler.config import KeyStore
+
+        return KeyStore()
+
+
+__all__ = ["AppState"]

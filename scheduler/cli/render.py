@@ -1,0 +1,73 @@
+"""Presentation of run results: the one-line trace, the verbose trace and the --json object."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scheduler.dispatcher import Attempt, RunResult
+
+
+def _tokens(usage: dict[str, float]) -> str:
+    tokens = usage.get("tokens")
+    return f" {tokens:g} tok" if tokens else ""
+
+
+def attempt_summary(attempt: Attempt, usage: dict[str, float] | None = None) -> str:
+    """`groq: no GROQ_API_KEY`, `mistral: quota full ...`, `cohere: ok 0.9s 312 tok`."""
+    if attempt.outcome == "ok":
+        return f"{attempt.provider}: ok {attempt.latency_ms / 1000:.1f}s{_tokens(usage or {})}"
+    if attempt.outcome == "skipped":
+        return f"{attempt.provider}: {attempt.error}"
+    label = attempt.outcome.replace("_", " ")
+    return f"{attempt.provider}: {label} ({attempt.error})"
+
+
+def trace_line(run: RunResult) -> str:
+    usage = run.result.usage if run.result else None
+    return " · ".join(attempt_summary(attempt, usage) for attempt in run.attempts)
+
+
+def trace_lines(run: RunResult) -> list[str]:
+    """The -v trace: one line per candidate with model, tries and latency."""
+    lines = []
+    for attempt in run.attempts:
+        detail = f"model={attempt.model}" if attempt.model else ""
+        if attempt.tries:
+            detail += f" tries={attempt.tries} {attempt.latency_ms:.0f}ms"
+        lines.append(f"  {attempt.provider:<12} {attempt.outcome:<15} {detail.strip()}")
+        if attempt.error:
+            lines.append(f"  {'':<12} {attempt.error}")
+    return lines
+
+
+def run_json(run: RunResult) -> str:
+    """The --json object of DESIGN.md, plus `ok` and `error` so scripts need not guess."""
+    result = run.result
+    payload: dict[str, Any] = {
+        "ok": run.ok,
+        "task": run.task.kind,
+        "provider": run.provider,
+        "model": result.model if result else None,
+        "output": result.output if result else None,
+        "attempts": [
+            {
+                "provider": attempt.provider,
+                "outcome": attempt.outcome,
+                "error": attempt.error,
+                "latency_ms": round(attempt.latency_ms, 1),
+            }
+            for attempt in run.attempts
+        ],
+        "usage": result.usage if result else {},
+        "cost_usd": run.cost_usd,
+    }
+    if not run.ok:
+        payload["error"] = (
+            "no provider was available" if run.exit_code == 3 else "every provider failed"
+        )
+    return json.dumps(payload, ensure_ascii=False)
+
+
+__all__ = ["attempt_summary", "run_json", "trace_line", "trace_lines"]
