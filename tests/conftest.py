@@ -1,0 +1,101 @@
+"""Shared fixtures: every test runs in its own directory with no keys and no SCHED_* settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.server import FakeServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _is_app_or_key_variable(name: str) -> bool:
+    return name.startswith("SCHED_") or name.endswith(("_API_KEY", "_API_TOKEN", "_KEY"))
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory (so ./quota.db and ./.env are the test's own) and a clean
+    environment: a developer's real keys must never reach a test, let alone a provider."""
+    for name in list(os.environ):
+        if _is_app_or_key_variable(name):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    """A local HTTP server answering as the providers document, scripted per test."""
+    with FakeServer() as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads(self.stdout)
+        return data
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without keys or SCHED_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not _is_app_or_key_variable(k)}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None
+) -> CliResult:
+    """Run the real `sched` in a subprocess, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "scheduler", *args],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else clean_env(),
+        input=input,
+        cwd=cwd,
+        timeout=120,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_config(
+    path: Path, providers: dict[str, str], tasks: dict[str, list[str]], settings: str = ""
+) -> Path:
+    """A providers.yaml from YAML snippets per provider (indented under the provider name)."""
+    lines = []
+    if settings:
+        lines += ["settings:", *(f"  {line}" for line in settings.strip().splitlines())]
+    lines.append("providers:")
+    for name, body in providers.items():
+        lines.append(f"  {name}:")
+        lines += [f"    {line}" for line in body.strip().splitlines()]
+    lines.append("tasks:")
+    for kind, names in tasks.items():
+        lines.append(f"  {kind}: [{', '.join(names)}]")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def openai_provider(base_url: str, key_env: str, quotas: str = "", model: str = "m") -> str:
+    """The YAML body of an OpenAI-compatible provider entry pointing at a fake."""
+    body = (
+        f"adapter: openai\nbase_url: {base_url}\napi_key_env: {key_env}\nmodels: {{text: {model}}}"
+    )
+    if quotas:
+        body += "\nquotas:\n" + "\n".join(f"  - {rule}" for rule in quotas.strip().splitlines())
+    return body

@@ -1,0 +1,43 @@
+"""A worker process for the concurrency tests: N text tasks through the real dispatcher.
+
+Run as `python -m tests.dispatch_worker CONFIG DB N START_AT [MAX_TOKENS]`; waits until START_AT
+(a POSIX time) so that every worker hits the ledger at once, then prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+
+from scheduler.config import KeyStore, load_config
+from scheduler.dispatcher import Dispatcher
+from scheduler.ledger import Ledger
+from scheduler.providers.http import make_client
+from scheduler.tasks import TextTask
+
+
+async def _main(
+    config_path: str, db: str, count: int, start_at: float, max_tokens: int | None
+) -> None:
+    config, _ = load_config(config_path)
+    ledger = Ledger.open(db, lease_s=config.settings.reservation_lease_s)
+    served: Counter[str] = Counter()
+    async with make_client(config.settings.timeout_s) as http:
+        dispatcher = Dispatcher(config, ledger, KeyStore(), http)
+        time.sleep(max(0.0, start_at - time.time()))
+        for index in range(count):
+            run = await dispatcher.run(TextTask(prompt=f"task {index}", max_tokens=max_tokens))
+            served[run.provider or "none"] += 1
+    print(json.dumps(dict(served)))  # noqa: T201 - the parent reads this
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    asyncio.run(
+        _main(
+            args[0], args[1], int(args[2]), float(args[3]), int(args[4]) if len(args) > 4 else None
+        )
+    )

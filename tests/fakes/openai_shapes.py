@@ -1,0 +1,272 @@
+"""Replies shaped exactly like OpenAI-compatible providers answer.
+
+Why: the scheduler classifies failures (quota gone, key wrong, rate limited,
+overloaded, context too long) from status codes, headers and error bodies.
+These builders pin the documented or observed shapes in one place, so tests
+exercise the classifier against what providers really send, including their
+quirks: OpenRouter's numeric ``code`` and ``metadata``, Groq's per-day token
+limit, Perplexity's HTML 401 from its proxy, Gemini's OpenAI-compatible
+endpoint wrapping its error in a JSON array, and Anthropic-style 529.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping
+
+from tests.fakes.server import Reply
+
+__all__ = [
+    "chat_ok",
+    "chat_path",
+    "context_too_long",
+    "gemini_compat_exhausted_array",
+    "groq_daily_tokens",
+    "insufficient_quota",
+    "invalid_key",
+    "openrouter_credits",
+    "openrouter_free_daily",
+    "overloaded_529",
+    "perplexity_html_401",
+    "rate_limited",
+    "server_error",
+]
+
+# Distinct, deterministic completion ids: tests can tell answers apart without
+# depending on randomness.
+_ids = itertools.count(1)
+
+INSUFFICIENT_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. "
+    "For more information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+RATE_LIMIT_MESSAGE = (
+    "Rate limit reached for m in organization org-x on requests per min (RPM): "
+    "Limit 3, Used 3, Requested 1. Please try again in 20s."
+)
+GROQ_TPD_MESSAGE = (
+    "Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_01` "
+    "service tier `on_demand` on tokens per day (TPD): Limit 100000, Used 97050, "
+    "Requested 3619. Please try again in 9m38.016s. Need more tokens? Upgrade to Dev Tier "
+    "today at https://console.groq.com/settings/billing"
+)
+OPENROUTER_CREDITS_MESSAGE = (
+    "Insufficient credits. Add more using https://openrouter.ai/settings/credits"
+)
+OPENROUTER_FREE_DAILY_MESSAGE = (
+    "Rate limit exceeded: free-models-per-day. "
+    "Add 10 credits to unlock 1000 free model requests per day"
+)
+PERPLEXITY_HTML_401 = (
+    "<html><head><title>401 Authorization Required</title></head><body>"
+    "<center><h1>401 Authorization Required</h1></center><hr>"
+    "<center>openresty/1.25.3.1</center></body></html>"
+)
+CONTEXT_TOO_LONG_MESSAGE = (
+    "This model's maximum context length is 8192 tokens. However, your messages resulted "
+    "in 9000 tokens. Please reduce the length of the messages."
+)
+
+
+def chat_path(prefix: str) -> str:
+    """Path of the chat endpoint for the fake provider mounted at ``/{prefix}/v1``."""
+    return f"/{prefix}/v1/chat/completions"
+
+
+def chat_ok(
+    text: str,
+    *,
+    model: str = "m",
+    prompt_tokens: int = 5,
+    completion_tokens: int = 7,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """200 chat.completion with one assistant choice and usage."""
+    return Reply(
+        status=200,
+        json={
+            "id": f"chatcmpl-fake{next(_ids):06d}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        },
+        headers=dict(headers or {}),
+    )
+
+
+def insufficient_quota() -> Reply:
+    """OpenAI 429 when the account's credit/quota is gone (not a transient limit)."""
+    return Reply(
+        status=429,
+        json={
+            "error": {
+                "message": INSUFFICIENT_QUOTA_MESSAGE,
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    )
+
+
+def invalid_key(key_hint: str = "sk-abc...wxyz") -> Reply:
+    """OpenAI 401 for a wrong API key; the message echoes a masked key."""
+    return Reply(
+        status=401,
+        json={
+            "error": {
+                "message": (
+                    f"Incorrect API key provided: {key_hint}. You can find your API key "
+                    "at https://platform.openai.com/account/api-keys."
+                ),
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        },
+    )
+
+
+def server_error() -> Reply:
+    """OpenAI 500 (transient, retryable)."""
+    return Reply(
+        status=500,
+        json={
+            "error": {
+                "message": SERVER_ERROR_MESSAGE,
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        },
+    )
+
+
+def rate_limited(retry_after: str | None = "2", *, kind: str = "requests") -> Reply:
+    """OpenAI 429 per-minute rate limit, with retry-after and x-ratelimit-* headers."""
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s"}
+    if retry_after is not None:
+        headers["retry-after"] = retry_after
+    return Reply(
+        status=429,
+        json={
+            "error": {
+                "message": RATE_LIMIT_MESSAGE,
+                "type": kind,
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        },
+        headers=headers,
+    )
+
+
+def groq_daily_tokens() -> Reply:
+    """Groq 429 for the tokens-per-day limit: retry-after is minutes, not seconds away."""
+    return Reply(
+        status=429,
+        json={
+            "error": {
+                "message": GROQ_TPD_MESSAGE,
+                "type": "tokens",
+                "code": "rate_limit_exceeded",
+            }
+        },
+        headers={"retry-after": "578"},
+    )
+
+
+def openrouter_credits() -> Reply:
+    """OpenRouter 402: no credits left (numeric code, metadata.limit_source)."""
+    return Reply(
+        status=402,
+        json={
+            "error": {
+                "code": 402,
+                "message": OPENROUTER_CREDITS_MESSAGE,
+                "metadata": {"limit_source": "openrouter_credits"},
+            }
+        },
+    )
+
+
+def openrouter_free_daily(reset_ms: int) -> Reply:
+    """OpenRouter 429 for the free-model daily cap; reset is epoch milliseconds."""
+    limit_headers = {
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(reset_ms),
+    }
+    return Reply(
+        status=429,
+        json={
+            "error": {
+                "code": 429,
+                "message": OPENROUTER_FREE_DAILY_MESSAGE,
+                "metadata": {
+                    "limit_source": "openrouter_free_tier_daily",
+                    "headers": dict(limit_headers),
+                },
+            }
+        },
+        headers=limit_headers,
+    )
+
+
+def perplexity_html_401() -> Reply:
+    """Perplexity's 401 comes from its openresty proxy as HTML, not JSON."""
+    return Reply(status=401, body=PERPLEXITY_HTML_401, headers={"content-type": "text/html"})
+
+
+def gemini_compat_exhausted_array() -> Reply:
+    """Gemini's OpenAI-compatible endpoint: a 429 whose body is a JSON *array*."""
+    return Reply(
+        status=429,
+        json=[
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Resource has been exhausted (e.g. check quota).",
+                    "status": "RESOURCE_EXHAUSTED",
+                }
+            }
+        ],
+    )
+
+
+def context_too_long() -> Reply:
+    """OpenAI 400 when the prompt exceeds the model's context (not worth retrying)."""
+    return Reply(
+        status=400,
+        json={
+            "error": {
+                "message": CONTEXT_TOO_LONG_MESSAGE,
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+    )
+
+
+def overloaded_529() -> Reply:
+    """Anthropic-style 529 overloaded (transient)."""
+    return Reply(
+        status=529,
+        json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )

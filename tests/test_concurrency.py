@@ -1,0 +1,101 @@
+"""Exactness under concurrency: 8 processes share one SQLite ledger and one provider's limit."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import REPO, clean_env, openai_provider, write_config
+from tests.fakes import openai_shapes as shapes
+from tests.fakes.server import FakeServer
+
+PROCESSES = 8
+TASKS = 50
+
+
+def _run_workers(config: Path, db: Path, max_tokens: int | None = None) -> Counter[str]:
+    start_at = time.time() + 4.0  # every worker imports first, then all start together
+    args = [str(config), str(db), str(TASKS), str(start_at)]
+    if max_tokens is not None:
+        args.append(str(max_tokens))
+    env = clean_env(A_KEY="sk-a", B_KEY="sk-b", PYTHONPATH=str(REPO))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.dispatch_worker", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(PROCESSES)
+    ]
+    served: Counter[str] = Counter()
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        served.update(json.loads(out))
+    return served
+
+
+def _setup(tmp_path: Path, fake: FakeServer, rule: str) -> Path:
+    fake.route("POST", shapes.chat_path("a"), default=shapes.chat_ok("from a"))
+    fake.route("POST", shapes.chat_path("b"), default=shapes.chat_ok("from b"))
+    return write_config(
+        tmp_path / "providers.yaml",
+        {
+            "a": openai_provider(fake.base_url("a"), "A_KEY", quotas=rule),
+            "b": openai_provider(fake.base_url("b"), "B_KEY"),
+        },
+        {"text": ["a", "b"]},
+    )
+
+
+def test_request_limit_is_exact_across_processes(tmp_path: Path, fake: FakeServer) -> None:
+    config = _setup(tmp_path, fake, "{metric: requests, limit: 100, per: day}")
+    db = tmp_path / "quota.db"
+
+    served = _run_workers(config, db)
+
+    assert fake.count(shapes.chat_path("a")) == 100  # exactly the limit reached the provider
+    assert fake.count(shapes.chat_path("b")) == 300  # every other task fell over
+    assert served == Counter({"a": 100, "b": 300})
+    conn = sqlite3.connect(db)
+    assert conn.execute(
+        "SELECT used, reserved FROM usage_windows WHERE provider = 'a'"
+    ).fetchall() == [(100.0, 0.0)]
+    assert conn.execute("SELECT COUNT(*) FROM reservations").fetchone() == (0,)
+    assert conn.execute(
+        "SELECT provider, outcome, COUNT(*) FROM calls GROUP BY provider, outcome ORDER BY provider"
+    ).fetchall() == [("a", "ok", 100), ("b", "ok", 300)]
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_token_limit_with_estimate_then_correction(tmp_path: Path, fake: FakeServer) -> None:
+    # Each task reserves its estimate (prompt estimate + max_tokens 100 = 104 tokens for
+    # "task NN"), and the provider reports 12 real tokens (5 in + 7 out), which is committed.
+    limit = 1000
+    config = _setup(tmp_path, fake, f"{{metric: tokens, limit: {limit}, per: day}}")
+    db = tmp_path / "quota.db"
+
+    served = _run_workers(config, db, max_tokens=100)
+
+    to_a = fake.count(shapes.chat_path("a"))
+    assert served["a"] == to_a and served["a"] + served["b"] == PROCESSES * TASKS
+    used, reserved = (
+        sqlite3.connect(db)
+        .execute("SELECT used, reserved FROM usage_windows WHERE provider = 'a'")
+        .fetchone()
+    )
+    assert used == 12 * to_a  # the ledger holds the corrected usage, not the estimates
+    assert reserved == 0
+    assert used <= limit
+    estimate = 104
+    # Sequentially (12 * n + 104 <= 1000) 75 calls fit; at the very end up to 7 holds of the other
+    # workers may still be in flight and refuse the last candidates, never more.
+    assert 75 - (PROCESSES - 1) <= to_a <= 75
+    assert used + estimate > limit - estimate * (PROCESSES - 1)
