@@ -59,11 +59,8 @@ class KeyStore:
 
 
 def mask(key: str) -> str:
-    """Enough of a key to tell two apart, never enough to use: `gsk_…9f3c`."""
-    if len(key) <= 12:
-        return "…" + key[-2:] if len(key) > 4 else "****"
-    prefix = key[:4]
-    return f"{prefix}…{key[-4:]}"
+    """Enough of a key to tell two apart, never enough to use: `…9f3c` (nothing of short keys)."""
+    return f"…{key[-4:]}" if len(key) >= 16 else "…"
 
 
 def fingerprint(key: str) -> str:

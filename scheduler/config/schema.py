@@ -56,6 +56,14 @@ class QuotaRule(_Strict):
     day: int = Field(default=1, ge=1, le=31)
     free: bool = False
 
+    @field_validator("reset", mode="before")
+    @classmethod
+    def _unquoted_reset(cls, value: object) -> object:
+        """YAML 1.1 reads an unquoted `reset: 10:30` as the base-60 integer 630; take it back."""
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            return f"{value // 60:02d}:{value % 60:02d}"
+        return value
+
     @field_validator("reset")
     @classmethod
     def _check_reset(cls, value: str) -> str:
@@ -109,6 +117,17 @@ class ProviderConfig(_Strict):
     models: dict[TaskKind, str] = Field(default_factory=dict)
     quotas: tuple[QuotaRule, ...] = ()
     pricing: Pricing = Field(default_factory=Pricing)
+
+    @field_validator("quotas")
+    @classmethod
+    def _distinct_rules(cls, value: tuple[QuotaRule, ...]) -> tuple[QuotaRule, ...]:
+        """Two rules counting in the same window would share one ledger row; keep one."""
+        seen: set[str] = set()
+        for rule in value:
+            if rule.rule_id in seen:
+                raise ValueError(f"two rules count {rule.rule_id}; keep only one")
+            seen.add(rule.rule_id)
+        return value
 
     @field_validator("api_key_env")
     @classmethod
