@@ -12,6 +12,7 @@ providers signal "out of credit" and "per day" in the body, not in the status co
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -59,6 +60,8 @@ _CREDIT_TEXT = re.compile(
     r"credit balance is too low|insufficient credit|no credits", re.IGNORECASE
 )
 _BAD_KEY_TEXT = re.compile(r"API key not valid|API_KEY_INVALID|invalid api key", re.IGNORECASE)
+_GOOGLE_NO_FREE_QUOTA = re.compile(r"\blimit: 0\b")
+_REFUSED_403 = re.compile(r"moderation|flagged|context|too long|max_tokens|tokens", re.IGNORECASE)
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -116,7 +119,8 @@ class OpenAICompatAdapter(Adapter):
             raise Transient(
                 "malformed response: no choices[0].message", provider=self.name, status=200
             ) from None
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}  # a malformed usage is a missing one
         input_tokens = _int(usage.get("prompt_tokens"), task.estimate()["input_tokens"])
         output_tokens = _int(usage.get("completion_tokens"), estimate_tokens(content))
         return ProviderResult(
@@ -152,7 +156,8 @@ class OpenAICompatAdapter(Adapter):
 
 
 def _int(value: object, fallback: float) -> int:
-    return int(value) if isinstance(value, int | float) else int(fallback)
+    finite = isinstance(value, int | float) and math.isfinite(value)  # JSON may say NaN
+    return int(value) if finite else int(fallback)
 
 
 def _json_object(response: httpx.Response, provider: str) -> dict[str, Any]:
@@ -194,6 +199,21 @@ def _error_fields(body: object, raw: bytes) -> tuple[str, str, str, str, dict[st
     )
 
 
+def _google_per_day(body: object) -> bool:
+    """A Google RPC QuotaFailure whose violated quota counts per day (`quotaId` ...PerDay...)."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(details, list):
+        return False
+    for detail in details:
+        for violation in (detail.get("violations") or []) if isinstance(detail, dict) else []:
+            if isinstance(violation, dict) and "PerDay" in str(violation.get("quotaId", "")):
+                return True
+    return False
+
+
 def classify_error(
     status: int,
     headers: Mapping[str, str],
@@ -222,6 +242,10 @@ def classify_error(
             return Transient(text, **kwargs)
         return QuotaExhausted(text, **kwargs)
     if status == 429 or google_status == "RESOURCE_EXHAUSTED":
+        if _GOOGLE_NO_FREE_QUOTA.search(message) or _google_per_day(body):
+            # Google's retryDelay (~40 s) is wrong for a daily quota: the window resets at
+            # midnight Pacific, which the provider's own day rule knows.
+            return QuotaExhausted(text, provider=provider, status=status)
         if (
             quota_signal
             or _LONG_WINDOW.search(message)
@@ -231,7 +255,8 @@ def classify_error(
             return QuotaExhausted(text, resets_at=resets_at, **kwargs)
         return RateLimited(text, **kwargs)
     if status in (401, 403):
-        if status == 403 and re.search(r"moderation|flagged", message, re.IGNORECASE):
+        # Together answers 403 for a prompt longer than the context; OpenRouter for moderation.
+        if status == 403 and _REFUSED_403.search(message):
             return RejectedInput(text, **kwargs)
         return AuthFailed(text, **kwargs)
     if status == 400 and quota_signal:
