@@ -269,7 +269,7 @@ def _retryable(exc: BaseException, max_wait_s: float) -> bool:
     return False
 
 
-_backoff = wait_exponential_jitter(initial=0.5, max=8.0)
+_backoff = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 
 def _wait_for_hint(state: RetryCallState) -> float:

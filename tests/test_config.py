@@ -528,3 +528,12 @@ def test_two_rules_in_the_same_window_are_an_error() -> None:
     assert str(raised.value) == (
         "p.yaml:4: providers.p.quotas: two rules count requests/day@00:00 UTC; keep only one"
     )
+
+
+def test_an_unquoted_boolean_provider_name_says_to_quote_it() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config("providers:\n  off:\n    adapter: openai\n", file="p.yaml")
+    assert str(raised.value) == (
+        "p.yaml:2: providers.off: the key 'off' reads as a boolean in YAML (yes/no/on/off); "
+        "quote it"
+    )

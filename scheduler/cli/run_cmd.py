@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -21,6 +19,8 @@ VERBOSE_HELP = "Show every candidate with model, tries, latency and the full err
 
 def _read_prompt(prompt: str | None) -> str:
     """PROMPT, or standard input when PROMPT is '-' or absent and stdin is piped."""
+    import sys
+
     from scheduler.errors import InputError
 
     if prompt is None or prompt == "-":
@@ -37,6 +37,8 @@ def _read_prompt(prompt: str | None) -> str:
 
 def execute(state: AppState, task: Task, *, only: str | None, as_json: bool, verbose: bool) -> None:
     """Run `task`, print the result on stdout and the trace on stderr, exit with its code."""
+    import asyncio
+
     from scheduler.cli.render import run_json, trace_line, trace_lines
 
     run = asyncio.run(_dispatch(state, task, only))

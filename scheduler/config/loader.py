@@ -52,7 +52,8 @@ def resolve_config_path(cli_path: str | os.PathLike[str] | None = None) -> Confi
 def _format_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        index = isinstance(part, int) and not isinstance(part, bool)
+        out += f"[{part}]" if index else (f".{part}" if out else str(part))
     return out
 
 
@@ -74,6 +75,13 @@ def _walk(
         for key_node, value_node in node.value:
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:bool":
+                raise ConfigError(
+                    f"the key {key!r} reads as a boolean in YAML (yes/no/on/off); quote it",
+                    file=file,
+                    path=_format_path((*path, key)),
+                    line=line,
+                )
             if key in seen:
                 raise ConfigError(
                     f"duplicate key {key!r} (first defined on line {seen[key]})",
