@@ -195,7 +195,7 @@ class Dispatcher:
             reraise=True,
         )
         try:
-            result = await retrying(one_try)
+            result: ProviderResult = await retrying(one_try)
         except _Skip as skipped:
             if skipped.last_error is None:
                 return Attempt(name, "skipped", skipped.refusal.reason, model=model), None

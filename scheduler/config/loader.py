@@ -137,7 +137,7 @@ def parse_config(text: str, *, file: str = DEFAULT_FILE) -> Config:
         raise ConfigError(
             f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
         ) from None
-    if not isinstance(data, dict):
+    if node is None or not isinstance(data, dict):
         raise ConfigError("expected a mapping with 'providers' and 'tasks' at the top", file=file)
     lines: dict[str, int] = {}
     _walk(node, (), lines, file)

@@ -361,8 +361,11 @@ class Ledger:
                 (now,),
             ).fetchall()
             for res_id, provider, task, model, created_at, items_json in rows:
-                items = tuple(tuple(item) for item in json.loads(items_json))
-                hold = Hold(res_id, provider, items)  # type: ignore[arg-type]
+                items = tuple(
+                    (str(rule_id), int(start), str(metric), float(amount))
+                    for rule_id, start, metric, amount in json.loads(items_json)
+                )
+                hold = Hold(res_id, provider, items)
                 usage = {metric: amount for _, _, metric, amount in hold.items}
                 self._settle(conn, hold, usage)
                 record = CallRecord(

@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -68,7 +68,7 @@ _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 class OpenAICompatAdapter(Adapter):
     """Chat completions over the OpenAI wire format."""
 
-    kinds: frozenset[TaskKind] = frozenset({"text"})
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
     default_base_url = "https://api.openai.com/v1"
 
     _client: Any = None
@@ -156,8 +156,9 @@ class OpenAICompatAdapter(Adapter):
 
 
 def _int(value: object, fallback: float) -> int:
-    finite = isinstance(value, int | float) and math.isfinite(value)  # JSON may say NaN
-    return int(value) if finite else int(fallback)
+    if isinstance(value, int | float) and math.isfinite(value):  # JSON may say NaN
+        return int(value)
+    return int(fallback)
 
 
 def _json_object(response: httpx.Response, provider: str) -> dict[str, Any]:
