@@ -21,7 +21,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from scheduler.config.keys import KeyStore, fingerprint
@@ -269,7 +270,9 @@ def _retryable(exc: BaseException, max_wait_s: float) -> bool:
     return False
 
 
-_backoff = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
+# 0.5 s, 1 s, 2 s ... up to 8 s, plus up to 0.5 s of jitter so that processes do not retry in step.
+# Built from parts that exist across tenacity 8.x and 9.x (google-genai caps tenacity below 9.2).
+_backoff = wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)
 
 
 def _wait_for_hint(state: RetryCallState) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 TaskKind = Literal["text", "image", "stt", "tts", "multimodal"]
@@ -74,7 +75,103 @@ class TextTask:
         }
 
 
-Task = TextTask
+# Tokens a multimodal provider counts for media (Gemini: 258 per image tile, 32 per audio second);
+# reservations use these until the provider reports the real count.
+IMAGE_TOKENS = 1290
+AUDIO_TOKENS_PER_SECOND = 32
+
+AudioFormat = Literal["mp3", "wav", "opus"]
+AUDIO_FORMATS: tuple[AudioFormat, ...] = ("mp3", "wav", "opus")
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """Text to image: one image for one prompt."""
+
+    prompt: str
+    size: str | None = None  # "WIDTHxHEIGHT"; adapters map it to what the provider takes
+    model: str | None = None
+    kind: TaskKind = field(default="image", init=False)
+
+    def estimate(self) -> dict[str, float]:
+        return {"requests": 1, "images": 1}
+
+
+@dataclass(frozen=True)
+class SttTask:
+    """Speech to text. `audio_seconds` is measured from the file before any call, so it can be
+    reserved (providers bill audio by length, never by the words that come back)."""
+
+    audio: Path
+    audio_seconds: float
+    mime_type: str  # e.g. "audio/wav", "audio/mpeg"
+    language: str | None = None  # ISO 639-1, e.g. "en"; None lets the provider detect it
+    model: str | None = None
+    kind: TaskKind = field(default="stt", init=False)
+
+    def estimate(self) -> dict[str, float]:
+        return {"requests": 1, "audio_seconds": self.audio_seconds}
+
+
+@dataclass(frozen=True)
+class TtsTask:
+    """Text to speech; `format` is what the user asked for, the CLI converts if needed."""
+
+    text: str
+    voice: str | None = None
+    format: AudioFormat = "mp3"
+    model: str | None = None
+    kind: TaskKind = field(default="tts", init=False)
+
+    def estimate(self) -> dict[str, float]:
+        return {"requests": 1, "characters": len(self.text)}
+
+
+@dataclass(frozen=True)
+class MultimodalTask:
+    """A prompt about one image or audio file; the answer is text."""
+
+    prompt: str
+    media: Path
+    mime_type: str  # "image/png", "audio/wav", ...
+    audio_seconds: float | None = None  # set for audio media
+    max_tokens: int | None = None
+    model: str | None = None
+    kind: TaskKind = field(default="multimodal", init=False)
+
+    @property
+    def is_audio(self) -> bool:
+        return self.mime_type.startswith("audio/")
+
+    def estimate(self) -> dict[str, float]:
+        media_tokens = (
+            int((self.audio_seconds or 0) * AUDIO_TOKENS_PER_SECOND) + 1
+            if self.is_audio
+            else IMAGE_TOKENS
+        )
+        prompt_tokens = estimate_tokens(self.prompt) + media_tokens
+        output_tokens = self.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        usage: dict[str, float] = {
+            "requests": 1,
+            "input_tokens": prompt_tokens,
+            "output_tokens": output_tokens,
+            "tokens": prompt_tokens + output_tokens,
+        }
+        if self.is_audio and self.audio_seconds:
+            usage["audio_seconds"] = self.audio_seconds
+        return usage
+
+
+Task = TextTask | ImageTask | SttTask | TtsTask | MultimodalTask
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a transcript with its timestamps in seconds."""
+
+    start: float
+    end: float
+    text: str
 
 
 @dataclass(frozen=True)
@@ -89,12 +186,20 @@ class RateLimitReport:
 
 @dataclass(frozen=True)
 class ProviderResult:
-    """One successful provider call, as the adapter translated it back."""
+    """One successful provider call, as the adapter translated it back.
+
+    Text answers and transcripts are in `output`; images and speech are the bytes in `data` with
+    their `media_type` ("image/png", "audio/mpeg", ...), which the CLI converts to the format the
+    user asked for when the provider's differs.
+    """
 
     output: str
     model: str
     usage: dict[str, float]
     rate_limits: tuple[RateLimitReport, ...] = ()
+    data: bytes | None = None
+    media_type: str | None = None
+    segments: tuple[Segment, ...] = ()
 
 
 def text_usage(input_tokens: int, output_tokens: int) -> dict[str, float]:
@@ -108,7 +213,16 @@ def text_usage(input_tokens: int, output_tokens: int) -> dict[str, float]:
 
 
 __all__ = [
+    "AUDIO_FORMATS",
+    "AUDIO_TOKENS_PER_SECOND",
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "IMAGE_TOKENS",
+    "AudioFormat",
+    "ImageTask",
+    "MultimodalTask",
+    "Segment",
+    "SttTask",
+    "TtsTask",
     "METRICS",
     "TASK_KINDS",
     "Metric",

@@ -10,7 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from scheduler.errors import RejectedInput
-from scheduler.tasks import ProviderResult, Task, TaskKind, TextTask
+from scheduler.tasks import (
+    ImageTask,
+    MultimodalTask,
+    ProviderResult,
+    SttTask,
+    Task,
+    TaskKind,
+    TextTask,
+    TtsTask,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -44,10 +53,34 @@ class Adapter:
         """Serve `task` with `model`; raises a ProviderError subclass on failure."""
         if isinstance(task, TextTask):
             return await self.text(task, model=model)
-        raise RejectedInput(f"{self.name} cannot serve {task.kind} tasks", provider=self.name)
+        if isinstance(task, ImageTask):
+            return await self.image(task, model=model)
+        if isinstance(task, SttTask):
+            return await self.stt(task, model=model)
+        if isinstance(task, TtsTask):
+            return await self.tts(task, model=model)
+        return await self.multimodal(task, model=model)
+
+    # One method per task kind. The base refuses, so an adapter implements only the kinds it
+    # declares in `kinds` (the dispatcher never offers it others).
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        raise RejectedInput(f"{self.name} cannot serve text tasks", provider=self.name)
+        raise self._unsupported(task)
+
+    async def image(self, task: ImageTask, *, model: str) -> ProviderResult:
+        raise self._unsupported(task)
+
+    async def stt(self, task: SttTask, *, model: str) -> ProviderResult:
+        raise self._unsupported(task)
+
+    async def tts(self, task: TtsTask, *, model: str) -> ProviderResult:
+        raise self._unsupported(task)
+
+    async def multimodal(self, task: MultimodalTask, *, model: str) -> ProviderResult:
+        raise self._unsupported(task)
+
+    def _unsupported(self, task: Task) -> RejectedInput:
+        return RejectedInput(f"{self.name} cannot serve {task.kind} tasks", provider=self.name)
 
 
 __all__ = ["Adapter"]

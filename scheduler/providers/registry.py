@@ -7,14 +7,29 @@ from importlib import import_module
 
 from scheduler.providers.base import Adapter
 
-# Adapters written so far; the others in config.schema.AdapterName are skipped with a reason.
+# Every wire protocol of config.schema.AdapterName -> its module. A module that does not exist yet
+# makes its providers skip with "not available in this version".
 _ADAPTERS: dict[str, str] = {
     "openai": "scheduler.providers.openai_compat:OpenAICompatAdapter",
+    "anthropic": "scheduler.providers.anthropic:AnthropicAdapter",
+    "gemini": "scheduler.providers.gemini:GeminiAdapter",
+    "cohere": "scheduler.providers.cohere:CohereAdapter",
+    "ai21": "scheduler.providers.ai21:AI21Adapter",
+    "stability": "scheduler.providers.stability:StabilityAdapter",
+    "replicate": "scheduler.providers.replicate:ReplicateAdapter",
+    "huggingface": "scheduler.providers.huggingface:HuggingFaceAdapter",
+    "fireworks": "scheduler.providers.fireworks:FireworksAdapter",
+    "assemblyai": "scheduler.providers.assemblyai:AssemblyAIAdapter",
+    "gladia": "scheduler.providers.gladia:GladiaAdapter",
+    "elevenlabs": "scheduler.providers.elevenlabs:ElevenLabsAdapter",
+    "playht": "scheduler.providers.playht:PlayHTAdapter",
+    "local": "scheduler.providers.local:LocalAdapter",
 }
 
 
 def available_adapters() -> tuple[str, ...]:
-    return tuple(sorted(_ADAPTERS))
+    """The wire protocols this installation can speak."""
+    return tuple(sorted(name for name in _ADAPTERS if adapter_class(name) is not None))
 
 
 @cache
@@ -24,7 +39,13 @@ def adapter_class(name: str) -> type[Adapter] | None:
     if target is None:
         return None
     module, _, attr = target.partition(":")
-    cls: type[Adapter] = getattr(import_module(module), attr)
+    try:
+        loaded = import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:  # the adapter itself is missing, not something it imports
+            return None
+        raise
+    cls: type[Adapter] = getattr(loaded, attr)
     return cls
 
 
