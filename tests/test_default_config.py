@@ -92,7 +92,7 @@ ADAPTERS = {
     "openrouter": "openai",
     "gemini": "gemini",
     "deepinfra": "openai",
-    "fireworks": "openai",  # chat only until the `fireworks` image adapter exists
+    "fireworks": "fireworks",  # OpenAI-compatible chat plus its FLUX image workflow
     "anthropic": "anthropic",
     "openai": "openai",
     "perplexity": "openai",
@@ -111,7 +111,7 @@ BASE_URLS = {
     "mistral": "https://api.mistral.ai/v1",
     "cohere": "https://api.cohere.com",
     "together": "https://api.together.xyz/v1",
-    "ai21": "https://api.ai21.com/studio/v1",
+    "ai21": "https://api.ai21.com",
     "openrouter": "https://openrouter.ai/api/v1",
     "gemini": "https://generativelanguage.googleapis.com",
     "deepinfra": "https://api.deepinfra.com/v1/openai",
@@ -191,7 +191,7 @@ def test_adapters_and_base_urls(config: Config) -> None:
     for name, provider in config.providers.items():
         assert provider.base_url is not None
         assert not provider.base_url.endswith("/chat/completions"), name
-        if provider.adapter not in ("openai", "ai21"):
+        if provider.adapter not in ("openai", "fireworks"):  # OpenAI-compatible base URLs
             assert urlparse(provider.base_url).path == "", f"{name}: scheme and host only"
 
 

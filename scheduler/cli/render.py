@@ -6,6 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from scheduler.dispatcher import Attempt, RunResult
 
 
@@ -42,15 +44,16 @@ def trace_lines(run: RunResult) -> list[str]:
     return lines
 
 
-def run_json(run: RunResult) -> str:
-    """The --json object of DESIGN.md, plus `ok` and `error` so scripts need not guess."""
+def run_payload(run: RunResult, *, path: Path | None = None) -> dict[str, Any]:
+    """The --json object of DESIGN.md, plus `ok`, `path` and `error` so scripts need not guess."""
     result = run.result
     payload: dict[str, Any] = {
         "ok": run.ok,
         "task": run.task.kind,
         "provider": run.provider,
         "model": result.model if result else None,
-        "output": result.output if result else None,
+        "output": result.output if result and result.data is None else None,
+        "path": str(path) if path is not None else None,
         "attempts": [
             {
                 "provider": attempt.provider,
@@ -63,11 +66,19 @@ def run_json(run: RunResult) -> str:
         "usage": result.usage if result else {},
         "cost_usd": run.cost_usd,
     }
+    if result is not None and result.segments:
+        payload["segments"] = [
+            {"start": seg.start, "end": seg.end, "text": seg.text} for seg in result.segments
+        ]
     if not run.ok:
         payload["error"] = (
             "no provider was available" if run.exit_code == 3 else "every provider failed"
         )
-    return json.dumps(payload, ensure_ascii=False)
+    return payload
 
 
-__all__ = ["attempt_summary", "run_json", "trace_line", "trace_lines"]
+def run_json(run: RunResult, *, path: Path | None = None) -> str:
+    return json.dumps(run_payload(run, path=path), ensure_ascii=False)
+
+
+__all__ = ["attempt_summary", "run_json", "run_payload", "trace_line", "trace_lines"]

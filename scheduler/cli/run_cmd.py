@@ -1,8 +1,15 @@
-"""`sched run KIND ...`: one task through the priority table."""
+"""`sched run KIND ...`: tasks through the priority table, one or a batch at a time.
+
+Input is checked before anything is dispatched (files exist and decode, the output can be
+written), so bad input costs no quota and exits with code 2. Results go to stdout or the output
+file; the trace of who was tried goes to stderr.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,93 +18,326 @@ if TYPE_CHECKING:
     from scheduler.dispatcher import RunResult
     from scheduler.tasks import Task
 
-app = typer.Typer(help="Run one task on the first provider with quota left.", no_args_is_help=True)
+app = typer.Typer(help="Run a task on the first provider with quota left.", no_args_is_help=True)
 
-JSON_HELP = "Print one JSON object (task, provider, model, output, attempts, usage, cost_usd)."
-VERBOSE_HELP = "Show every candidate with model, tries, latency and the full error."
+Provider = Annotated[
+    str | None,
+    typer.Option("--provider", "-p", help="Use only this provider (its quota rules still apply)."),
+]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model name, overriding each provider's configured model."),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON object: ok, task, provider, model, output, path, attempts, usage, "
+        "cost_usd.",
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Show every candidate with model, tries, latency and its error."
+    ),
+]
+MaxTokens = Annotated[
+    int | None,
+    typer.Option("--max-tokens", min=1, help="Most tokens the answer may have (default 1024)."),
+]
+_SIZE = re.compile(r"^[1-9]\d{1,4}x[1-9]\d{1,4}$")
 
 
-def _read_prompt(prompt: str | None) -> str:
-    """PROMPT, or standard input when PROMPT is '-' or absent and stdin is piped."""
+def _read_text(value: str | None, what: str) -> str:
+    """VALUE, or standard input when VALUE is '-' or absent and stdin is piped."""
     import sys
 
     from scheduler.errors import InputError
 
-    if prompt is None or prompt == "-":
-        if prompt is None and sys.stdin.isatty():
-            raise InputError("no prompt: pass PROMPT, or pipe text on standard input")
+    if value is None or value == "-":
+        if value is None and sys.stdin.isatty():
+            raise InputError(f"no {what}: pass it as an argument, or pipe it on standard input")
         try:
-            prompt = sys.stdin.read()
+            value = sys.stdin.read()
         except UnicodeDecodeError:
             raise InputError("standard input is not UTF-8 text") from None
-    if not prompt.strip():
-        raise InputError("the prompt is empty")
-    return prompt
+    if not value.strip():
+        raise InputError(f"the {what} is empty")
+    return value
 
 
-def execute(state: AppState, task: Task, *, only: str | None, as_json: bool, verbose: bool) -> None:
-    """Run `task`, print the result on stdout and the trace on stderr, exit with its code."""
+def _dispatch(
+    state: AppState, tasks: list[Task], only: str | None, jobs: int = 1, progress: bool = False
+) -> list[RunResult]:
+    """Run `tasks` with at most `jobs` at once, sharing one HTTP client, ledger and dispatcher."""
     import asyncio
 
+    from scheduler.errors import InputError
+
+    config = state.config()
+    if only is not None and only not in config.providers:
+        known = ", ".join(sorted(config.providers))
+        raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
+    ledger = state.ledger()
+    ledger.expire()  # settle holds of processes that died, so reports stay truthful
+    return asyncio.run(_run_all(state, tasks, only, jobs, progress))
+
+
+async def _run_all(
+    state: AppState, tasks: list[Task], only: str | None, jobs: int, progress: bool
+) -> list[RunResult]:
+    import asyncio
+
+    from scheduler.dispatcher import Dispatcher
+    from scheduler.providers.http import make_client
+
+    config = state.config()
+    limit = asyncio.Semaphore(jobs)
+    async with make_client(config.settings.timeout_s) as http:
+        dispatcher = Dispatcher(config, state.ledger(), state.keys(), http)
+        if not progress:
+            return [await dispatcher.run(task, only=only) for task in tasks]
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+        )
+
+        async def one(task: Task) -> RunResult:
+            async with limit:
+                result = await dispatcher.run(task, only=only)
+            bar.advance(tracker, 1)
+            return result
+
+        with bar:
+            tracker = bar.add_task(f"{tasks[0].kind} ({jobs} at once)", total=len(tasks))
+            return list(await asyncio.gather(*(one(task) for task in tasks)))
+
+
+def _report(run: RunResult, *, as_json: bool, verbose: bool, path: Path | None = None) -> None:
+    """Print one run's result and trace; exit with its code when it failed."""
     from scheduler.cli.render import run_json, trace_line, trace_lines
 
-    run = asyncio.run(_dispatch(state, task, only))
     if as_json:
-        typer.echo(run_json(run))
-    elif run.result is not None:
+        typer.echo(run_json(run, path=path))
+    elif run.result is not None and path is None:
         typer.echo(run.result.output)
-    typer.echo(trace_line(run), err=True)
+    trace = trace_line(run)
+    if path is not None and run.ok:
+        trace += f" → {path}"
+    typer.echo(trace, err=True)
     if verbose:
         for line in trace_lines(run):
             typer.echo(line, err=True)
     if run.exit_code:
         if not as_json:
             reason = "no provider was available" if run.exit_code == 3 else "every provider failed"
-            typer.echo(f"sched: error: {reason} for this {task.kind} task", err=True)
+            typer.echo(f"sched: error: {reason} for this {run.task.kind} task", err=True)
         raise typer.Exit(run.exit_code)
 
 
-async def _dispatch(state: AppState, task: Task, only: str | None) -> RunResult:
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.providers.http import make_client
+def _save_media(run: RunResult, path: Path, kind: str) -> None:
+    """Write an image or audio result to `path`, converting when the provider's format differs."""
+    from scheduler import media
 
-    config = state.config()
-    if only is not None and only not in config.providers:
-        from scheduler.errors import InputError
-
-        known = ", ".join(sorted(config.providers))
-        raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
-    ledger = state.ledger()
-    ledger.expire()  # settle holds of processes that died, so reports stay truthful
-    async with make_client(config.settings.timeout_s) as http:
-        dispatcher = Dispatcher(config, ledger, state.keys(), http)
-        return await dispatcher.run(task, only=only)
+    if run.result is None or run.result.data is None:
+        return
+    data = run.result.data
+    suffix = path.suffix.lower()
+    if kind == "image":
+        wanted = media.IMAGE_SUFFIXES[suffix].lower()
+        have = (media.sniff_media_type(data[:16]) or "").removeprefix("image/")
+        if have != wanted:
+            data = media.convert_image(data, suffix)
+    else:
+        target = media.AUDIO_SUFFIXES[suffix]
+        if media.audio_format_of(run.result.media_type, data) != target:
+            data = media.convert_audio(data, target)
+    media.write_atomically(path, data)
 
 
 @app.command("text")
 def text(
     ctx: typer.Context,
-    prompt: str | None = typer.Argument(
-        None, help="The prompt. '-' or nothing (with piped input) reads standard input."
-    ),
-    system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="Model name, overriding each provider's configured model."
-    ),
-    provider: str | None = typer.Option(
-        None, "--provider", "-p", help="Use only this provider (quota rules still apply)."
-    ),
-    max_tokens: int | None = typer.Option(
-        None, "--max-tokens", min=1, help="Most tokens the answer may have (default 1024)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help="The prompt. '-' or nothing (with piped input) reads standard input."),
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
+    model: Model = None,
+    provider: Provider = None,
+    max_tokens: MaxTokens = None,
+    as_json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """Chat completion: print the answer of the first provider that can give it."""
     from scheduler.tasks import TextTask
 
-    task = TextTask(prompt=_read_prompt(prompt), system=system, max_tokens=max_tokens, model=model)
-    execute(ctx.obj, task, only=provider, as_json=as_json, verbose=verbose)
+    task = TextTask(
+        prompt=_read_text(prompt, "prompt"), system=system, max_tokens=max_tokens, model=model
+    )
+    (run,) = _dispatch(ctx.obj, [task], provider)
+    _report(run, as_json=as_json, verbose=verbose)
 
 
-__all__ = ["app", "execute"]
+@app.command("image")
+def image(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file to write (.png, .jpg, .webp).")
+    ],
+    size: Annotated[
+        str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 1024x1024.")
+    ] = None,
+    model: Model = None,
+    provider: Provider = None,
+    as_json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Text to image: write the first provider's picture to OUTPUT (converted to its type)."""
+    from scheduler import media
+    from scheduler.errors import InputError
+    from scheduler.tasks import ImageTask
+
+    if size is not None and not _SIZE.match(size):
+        raise InputError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 1024x1024")
+    media.check_output_path(output, media.IMAGE_SUFFIXES)
+    task = ImageTask(prompt=_read_text(prompt, "prompt"), size=size, model=model)
+    (run,) = _dispatch(ctx.obj, [task], provider)
+    _save_media(run, output, "image")
+    _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
+
+
+@app.command("tts")
+def tts(
+    ctx: typer.Context,
+    text: Annotated[
+        str | None, typer.Argument(help="Text to speak. '-' or nothing reads standard input.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Audio file to write (.mp3, .wav, .opus)."),
+    ] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="Provider voice name or id.")] = None,
+    audio_format: Annotated[
+        str | None,
+        typer.Option("--format", help="mp3, wav or opus (default: from OUTPUT's extension)."),
+    ] = None,
+    model: Model = None,
+    provider: Provider = None,
+    as_json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Text to speech: write the first provider's audio to OUTPUT (converted to its format)."""
+    from scheduler import media
+    from scheduler.errors import InputError
+    from scheduler.tasks import AUDIO_FORMATS, TtsTask
+
+    if audio_format is not None and audio_format not in AUDIO_FORMATS:
+        raise InputError(f"--format {audio_format!r}: expected one of mp3, wav, opus")
+    if output is None:
+        output = Path(f"speech.{audio_format or 'mp3'}")
+    media.check_output_path(output, media.AUDIO_SUFFIXES)
+    from_suffix = media.AUDIO_SUFFIXES[output.suffix.lower()]
+    if audio_format is not None and audio_format != from_suffix:
+        raise InputError(f"--format {audio_format} does not match the output file {output.name}")
+    task = TtsTask(text=_read_text(text, "text"), voice=voice, format=from_suffix, model=model)
+    (run,) = _dispatch(ctx.obj, [task], provider)
+    _save_media(run, output, "tts")
+    _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
+
+
+@app.command("multimodal")
+def multimodal(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="The question about the file.")],
+    image_file: Annotated[
+        Path | None, typer.Option("--image", help="An image (PNG, JPEG, WEBP, GIF).")
+    ] = None,
+    audio_file: Annotated[
+        Path | None, typer.Option("--audio", help="An audio file (anything FFmpeg reads).")
+    ] = None,
+    model: Model = None,
+    provider: Provider = None,
+    max_tokens: MaxTokens = None,
+    as_json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """A prompt about one image or audio file; prints the answer."""
+    from scheduler import media
+    from scheduler.errors import InputError
+    from scheduler.tasks import MultimodalTask
+
+    if (image_file is None) == (audio_file is None):
+        raise InputError("give exactly one of --image FILE or --audio FILE")
+    if image_file is not None:
+        task = MultimodalTask(
+            prompt=_read_text(prompt, "prompt"),
+            media=image_file,
+            mime_type=media.probe_image(image_file),
+            max_tokens=max_tokens,
+            model=model,
+        )
+    else:
+        assert audio_file is not None
+        info = media.probe_audio(audio_file)
+        task = MultimodalTask(
+            prompt=_read_text(prompt, "prompt"),
+            media=audio_file,
+            mime_type=info.mime_type,
+            audio_seconds=info.seconds,
+            max_tokens=max_tokens,
+            model=model,
+        )
+    (run,) = _dispatch(ctx.obj, [task], provider)
+    _report(run, as_json=as_json, verbose=verbose)
+
+
+@app.command("stt")
+def stt(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Audio files; several run as a batch.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Transcript file for one input; for a batch, a directory that gets NAME.txt "
+            "per input. Default: print to standard output.",
+        ),
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option("--language", help="Spoken language, e.g. en (default: detect).")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=64, help="Files transcribed at once.")
+    ] = 4,
+    model: Model = None,
+    provider: Provider = None,
+    as_json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Speech to text: print (or write) the transcript of each file."""
+    from scheduler.cli import batch
+
+    if len(files) == 1:
+        from scheduler import media
+
+        if output is not None:
+            media.check_output_path(output, (output.suffix.lower() or ".txt",))
+        task = batch.stt_task(files[0], language, model)
+        (run,) = _dispatch(ctx.obj, [task], provider)
+        if run.result is not None and output is not None:
+            media.write_atomically(output, run.result.output.encode())
+        _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
+        return
+    batch.run_stt_batch(ctx.obj, files, output, language, model, provider, jobs, as_json, verbose)
+
+
+__all__ = ["app"]

@@ -1,0 +1,226 @@
+"""Media files: check inputs before any call, measure audio, convert outputs to what was asked.
+
+Input problems (missing file, directory, empty or undecodable audio, not an image) are found here,
+before the ledger reserves anything, so a bad file costs no quota. Audio length is measured from
+the file because speech providers bill by audio duration, and the reservation must be made before
+the call. PyAV (av) decodes and encodes audio; Pillow converts images. Both are imported only when
+a media task runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from scheduler.errors import InputError
+from scheduler.tasks import AudioFormat
+
+_AUDIO_CONTAINERS = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "flac": "audio/flac",
+    "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4",
+    "matroska,webm": "audio/webm",
+    "aac": "audio/aac",
+}
+_AUDIO_TYPES: dict[str, AudioFormat] = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/ogg": "opus",
+    "audio/opus": "opus",
+}
+IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+AUDIO_SUFFIXES: dict[str, AudioFormat] = {
+    ".mp3": "mp3",
+    ".wav": "wav",
+    ".opus": "opus",
+    ".ogg": "opus",
+}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the dispatcher needs to know of an audio file before sending it anywhere."""
+
+    path: Path
+    seconds: float
+    mime_type: str
+
+
+def _read_checked(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected {what}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: cannot read it (permission denied)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty, expected {what}")
+
+
+def probe_audio(path: Path) -> AudioInfo:
+    """Duration and type of an audio file, or an InputError saying what is wrong with it."""
+    _read_checked(path, "an audio file")
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.audio
+            if not streams:
+                raise InputError(f"{path}: has no audio stream")
+            seconds = _duration(container, streams[0])
+            mime = _AUDIO_CONTAINERS.get(container.format.name, "application/octet-stream")
+    except InputError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable audio file ({type(exc).__name__})") from None
+    if seconds <= 0:
+        raise InputError(f"{path}: the audio has no length")
+    return AudioInfo(path, seconds, mime)
+
+
+def _duration(container: object, stream: object) -> float:
+    """The container's duration when it states one, else the decoded frames' total."""
+    import av
+
+    assert isinstance(container, av.container.InputContainer)
+    assert isinstance(stream, av.audio.stream.AudioStream)
+    if container.duration:
+        return float(container.duration) / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    total = 0
+    for frame in container.decode(stream):
+        total += frame.samples
+    return total / stream.rate if stream.rate else 0.0
+
+
+def probe_image(path: Path) -> str:
+    """The image's MIME type from its first bytes, or an InputError."""
+    _read_checked(path, "an image file")
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    media_type = sniff_media_type(head)
+    if media_type is None or not media_type.startswith("image/"):
+        raise InputError(f"{path}: not an image (PNG, JPEG, WEBP or GIF)")
+    return media_type
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type of image or audio bytes from their signature (providers mislabel them)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    if data.startswith(b"OggS"):
+        return "audio/ogg"
+    if data.startswith(b"fLaC"):
+        return "audio/flac"
+    return None
+
+
+def audio_format_of(media_type: str | None, data: bytes) -> AudioFormat | None:
+    """Which of our output formats these bytes already are (None: must be converted)."""
+    sniffed = sniff_media_type(data[:16])
+    for candidate in (sniffed, media_type):
+        if candidate and candidate.split(";")[0].strip() in _AUDIO_TYPES:
+            return _AUDIO_TYPES[candidate.split(";")[0].strip()]
+    return None
+
+
+def convert_audio(data: bytes, target: AudioFormat) -> bytes:
+    """Re-encode audio bytes of any format PyAV reads as mp3, wav (16-bit PCM) or opus (Ogg)."""
+    import av
+
+    codec, container_format, rate = {
+        "mp3": ("libmp3lame", "mp3", None),
+        "wav": ("pcm_s16le", "wav", None),
+        "opus": ("libopus", "ogg", 48000),
+    }[target]
+    out = io.BytesIO()
+    try:
+        with av.open(io.BytesIO(data), "r") as source:
+            in_stream = source.streams.audio[0]
+            with av.open(out, "w", format=container_format) as sink:
+                out_stream = sink.add_stream(codec, rate=rate or in_stream.rate or 24000)
+                assert isinstance(out_stream, av.audio.stream.AudioStream)
+                layout = "mono" if in_stream.channels == 1 else "stereo"
+                out_stream.layout = layout
+                resampler = av.AudioResampler(
+                    format=out_stream.format.name, layout=layout, rate=out_stream.rate
+                )
+                for frame in source.decode(in_stream):
+                    for resampled in resampler.resample(frame):
+                        sink.mux(out_stream.encode(resampled))
+                for resampled in resampler.resample(None):
+                    sink.mux(out_stream.encode(resampled))
+                sink.mux(out_stream.encode(None))
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise InputError(
+            f"the provider's audio could not be converted to {target}: {exc}"
+        ) from None
+    return out.getvalue()
+
+
+def convert_image(data: bytes, suffix: str) -> bytes:
+    """Re-encode image bytes as the format the output file's suffix names."""
+    from PIL import Image
+
+    target = IMAGE_SUFFIXES[suffix.lower()]
+    with Image.open(io.BytesIO(data)) as image:
+        out = io.BytesIO()
+        (image.convert("RGB") if target == "JPEG" else image).save(out, format=target)
+    return out.getvalue()
+
+
+def check_output_path(path: Path, suffixes: Collection[str]) -> None:
+    """Fail before any call when the result could not be written where the user asked."""
+    if path.suffix.lower() not in suffixes:
+        allowed = ", ".join(sorted(suffixes))
+        raise InputError(
+            f"{path}: unsupported output type {path.suffix or '(none)'}; use {allowed}"
+        )
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected an output file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{path}: cannot write there (permission denied)")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half an image."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "AudioInfo",
+    "audio_format_of",
+    "check_output_path",
+    "convert_audio",
+    "convert_image",
+    "probe_audio",
+    "probe_image",
+    "sniff_media_type",
+    "write_atomically",
+]
