@@ -41,6 +41,9 @@ def _initial_schema(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS.append(("0001_initial", _initial_schema))
+# Later tables are created by the same idempotent function: CREATE ... IF NOT EXISTS skips the
+# tables an earlier migration made.
+MIGRATIONS.append(("0002_daily_summaries", _initial_schema))
 
 
 def resolve_db_target(cli_value: str | None = None) -> str:

@@ -112,6 +112,23 @@ class JobRun(SQLModel, table=True):
     detail: str = _default("{}")
 
 
+class DailySummary(SQLModel, table=True):
+    """Calls of one UTC day rolled up per provider, task kind and outcome, so old call rows can be
+    pruned while reports over long periods stay exact."""
+
+    __tablename__ = "daily_summaries"
+
+    day: str = Field(primary_key=True)  # "YYYY-MM-DD", UTC
+    provider: str = Field(primary_key=True)
+    task: str = Field(primary_key=True)
+    outcome: str = Field(primary_key=True)
+    calls: int = _default(0)
+    tries: int = _default(0)
+    latency_ms_sum: float = _default(0)
+    cost_usd: float = _default(0)
+    usage: str = _default("{}")  # JSON {metric: total}
+
+
 class SchemaMigration(SQLModel, table=True):
     """Named migrations applied to this database, so every process agrees on the schema."""
 
@@ -123,6 +140,7 @@ class SchemaMigration(SQLModel, table=True):
 
 __all__ = [
     "Call",
+    "DailySummary",
     "JobRun",
     "ProviderLimit",
     "ProviderState",
