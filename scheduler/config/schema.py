@@ -151,6 +151,21 @@ class Budget(_Strict):
     monthly_usd: float | None = Field(default=None, ge=0)
 
 
+class CronSettings(_Strict):
+    """The cron service's schedule and health policy (`sched cron`)."""
+
+    failure_report_every_min: int = Field(default=60, ge=1)
+    # A provider is disabled when more than this share of its calls failed by its own fault
+    # (rejected input does not count) over the last hour, with at least `min_calls` calls.
+    disable_above_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    min_calls: int = Field(default=10, ge=1)
+    probe_every_min: int = Field(default=30, ge=1)
+    quota_check: str = "mon 09:00 UTC"  # weekly: day, time and zone of the free-quota check
+    quota_warning_below: float = Field(default=0.2, ge=0, le=1)  # share of an allowance left
+    reports_dir: str = "reports"
+    misfire_grace_s: int = Field(default=3600, ge=1)
+
+
 class Settings(_Strict):
     """Global policy. Defaults are the safe ones: free only, priority order, two retries."""
 
@@ -162,6 +177,7 @@ class Settings(_Strict):
     retries: int = Field(default=2, ge=0, le=10)
     max_retry_wait_s: float = Field(default=10, ge=0)
     lease_s: float | None = Field(default=None, gt=0)
+    cron: CronSettings = Field(default_factory=CronSettings)
 
     @property
     def reservation_lease_s(self) -> float:
@@ -195,6 +211,7 @@ __all__ = [
     "AdapterName",
     "Budget",
     "Config",
+    "CronSettings",
     "Pricing",
     "ProviderConfig",
     "QuotaRule",

@@ -211,6 +211,8 @@ class Ledger:
         if disabled and (key_fp is None or key_fp == disabled_key):
             return Refusal(f"disabled: {disabled_reason} (fix the key to re-enable)")
         if blocked_until > now:
+            if outcome == "unhealthy":  # set by the cron service's failure-rate check
+                return Refusal(f"disabled: {reason} (re-probed by the cron service)", blocked_until)
             when = format_instant(int(blocked_until), "UTC")
             if outcome == "quota_exhausted":
                 return Refusal(f"quota exhausted, resets {when}", blocked_until)
