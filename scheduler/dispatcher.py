@@ -26,19 +26,22 @@ from tenacity import (
 )
 
 from scheduler.config.keys import KeyStore, fingerprint
+from scheduler.cost import is_billable, list_price, paid_share
 from scheduler.errors import InputError, ProviderError, RateLimited, Transient
-from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal
+from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
 from scheduler.providers.registry import adapter_class
 from scheduler.tasks import ProviderResult, Task
 
 if TYPE_CHECKING:
     import httpx
 
-    from scheduler.config.schema import Config, ProviderConfig
+    from scheduler.config.schema import Config, ProviderConfig, Strategy
     from scheduler.providers.base import Adapter
 
 # Cool-down after a provider kept failing transiently or rate-limited without saying for how long.
 DEFAULT_COOLDOWN_S = 30.0
+# `fastest` ranks providers by their median latency for the task kind over this period.
+FASTEST_WINDOW_S = 86400.0
 _PERIOD_ORDER = {"minute": 0, "hour": 1, "day": 2, "month": 3, "total": 4}
 
 
@@ -52,6 +55,7 @@ class Attempt:
     latency_ms: float = 0.0
     tries: int = 0
     model: str | None = None
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,11 @@ class RunResult:
     attempts: tuple[Attempt, ...]
     result: ProviderResult | None = None
     provider: str | None = None
-    cost_usd: float = 0.0
+
+    @property
+    def cost_usd(self) -> float:
+        """What the run cost: the attempts that reached a provider and were billed."""
+        return sum(attempt.cost_usd for attempt in self.attempts)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +103,9 @@ class Dispatcher:
     keys: KeyStore
     http: httpx.AsyncClient
     sleep: object = asyncio.sleep  # replaced in tests to skip real waiting
+    strategy: Strategy | None = None  # --strategy; None: the table's setting
+    free_only: bool = False  # --free-only
+    max_cost: float | None = None  # --max-cost: what this run may still spend, in USD
     _adapters: dict[str, Adapter] = field(default_factory=dict)
 
     def candidates(self, task: Task, only: str | None = None) -> tuple[str, ...]:
@@ -104,7 +115,44 @@ class Dispatcher:
                 known = ", ".join(sorted(self.config.providers))
                 raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
             return (only,)
-        return tuple(self.config.tasks.get(task.kind, ()))
+        names = tuple(self.config.tasks.get(task.kind, ()))
+        strategy = self.strategy or self.config.settings.strategy
+        if strategy == "cheapest":  # sorted() is stable: ties keep table order
+            return tuple(sorted(names, key=lambda name: self.estimated_cost(name, task)))
+        if strategy == "fastest":
+            medians = self.ledger.median_latency_ms(task.kind, time.time() - FASTEST_WINDOW_S)
+            measured = sorted((n for n in names if n in medians), key=lambda n: medians[n])
+            return (*measured, *(n for n in names if n not in medians))
+        return names
+
+    def estimated_cost(self, name: str, task: Task) -> float:
+        """What this very task would cost on `name` now, free allowances considered."""
+        provider = self.config.providers[name]
+        if not is_billable(provider.pricing):
+            return 0.0
+        usage = task.estimate()
+        usage["usd"] = list_price(usage, provider.pricing)
+        free = self.ledger.free_remaining(name, provider.quotas, time.time())
+        return usage["usd"] * paid_share(usage, free, billable=True)
+
+    def _spend(self, name: str) -> SpendPolicy:
+        settings = self.config.settings
+        provider = self.config.providers[name]
+        budgets = []
+        for scope, budget in ((None, settings.budget), (name, provider.budget)):
+            if budget is None:
+                continue
+            if budget.daily_usd is not None:
+                budgets.append(BudgetLimit("day", budget.daily_usd, scope))
+            if budget.monthly_usd is not None:
+                budgets.append(BudgetLimit("month", budget.monthly_usd, scope))
+        return SpendPolicy(
+            pricing=provider.pricing,
+            allow_paid=settings.allow_paid,
+            free_only=self.free_only,
+            max_cost=self.max_cost,
+            budgets=tuple(budgets),
+        )
 
     async def run(self, task: Task, *, only: str | None = None) -> RunResult:
         attempts: list[Attempt] = []
@@ -172,14 +220,17 @@ class Dispatcher:
                 task=task.kind,
                 model=model,
                 key_fingerprint=key_fp,
+                spend=self._spend(name),
             )
             if isinstance(hold, Refusal):
                 raise _Skip(hold, last_error)
+            self._charge(hold.estimated_cost)  # held against --max-cost while in flight
             tries += 1
             try:
                 result = await adapter.run(task, model=model)
             except ProviderError as error:
                 last_error = error
+                self._charge(-hold.estimated_cost)
                 if _retryable(error, settings.max_retry_wait_s) and tries <= settings.retries:
                     self.ledger.release(hold)  # the next try reserves afresh
                 else:
@@ -205,6 +256,7 @@ class Dispatcher:
             hold = holds[-1] if holds else None
             return self._failed(name, task, model, error, hold, tries, started, key_fp)
         latency_ms = (time.perf_counter() - started) * 1000
+        hold = holds[-1]
         record = CallRecord(
             task=task.kind,
             provider=name,
@@ -212,10 +264,15 @@ class Dispatcher:
             outcome="ok",
             latency_ms=latency_ms,
             tries=tries,
-            usage=result.usage,
+            usage={**result.usage, "usd": list_price(result.usage, provider.pricing)},
         )
-        self.ledger.commit(holds[-1], record, rate_limits=result.rate_limits)
-        return Attempt(name, "ok", None, latency_ms, tries, result.model), result
+        cost = self.ledger.commit(hold, record, rate_limits=result.rate_limits)
+        self._charge(cost - hold.estimated_cost)  # the estimate held in flight becomes the cost
+        return Attempt(name, "ok", None, latency_ms, tries, result.model, cost), result
+
+    def _charge(self, amount: float) -> None:
+        if self.max_cost is not None and amount:
+            self.max_cost -= amount
 
     def _failed(
         self,

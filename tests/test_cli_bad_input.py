@@ -132,3 +132,24 @@ def test_corrupt_ledger_is_a_clear_error_and_left_alone(tmp_path: Path) -> None:
     assert result.stderr.startswith("sched: error: quota.db: the ledger file is corrupt")
     assert "move it aside" in result.stderr
     assert corrupt.read_bytes() == before
+
+
+def test_a_billable_provider_without_a_price_fails_config_check(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "providers:\n"
+        "  gemini:\n"
+        "    adapter: gemini\n"
+        "    api_key_env: GOOGLE_GEMINI_API_KEY\n"
+        "    quotas:\n"
+        "      - {metric: requests, limit: 20, per: day, tz: America/Los_Angeles, free: true}\n"
+        "    pricing: {}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("--config", str(path), "config", "check")
+    assert result.code == 2
+    assert result.stderr == (
+        f"sched: error: {path}:7: providers.gemini.pricing: gemini has a free allowance "
+        "(quotas[0] is free: true) but no price: usage past it would be billed at an unknown "
+        "price; add its list prices, or drop `free: true` to make the limit a hard stop\n"
+    )

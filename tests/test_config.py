@@ -29,6 +29,7 @@ providers:
       - {metric: requests, limit: 1000, per: day, reset: "08:00", tz: America/Los_Angeles}
       - {metric: usd, limit: 5, per: month, day: 15, free: true}
       - {metric: credits, limit: 25, per: total}
+    pricing: {usd_per_mtok_input: 0.59, usd_per_mtok_output: 0.79}
   local:
     adapter: local
 tasks:
@@ -52,7 +53,7 @@ def test_valid_config_parses_into_objects() -> None:
     assert groq.api_key_env == "GROQ_API_KEY"
     assert groq.enabled is True
     assert groq.models == {"text": "llama-3.3-70b-versatile", "stt": "whisper-large-v3-turbo"}
-    assert groq.pricing == Pricing()
+    assert groq.pricing == Pricing(usd_per_mtok_input=0.59, usd_per_mtok_output=0.79)
 
     local = config.providers["local"]
     assert (local.adapter, local.base_url, local.api_key_env) == ("local", None, None)

@@ -39,9 +39,9 @@ providers:
   b: {adapter: openai, base_url: "http://b.test/v1", api_key_env: B_KEY, models: {text: m}}
   closed: {adapter: openai, enabled: false, note: "closed for good", models: {text: m}}
   nomodel: {adapter: openai, models: {image: x}}
-  cohere: {adapter: cohere, api_key_env: A_KEY, models: {text: command}}
+  painter: {adapter: stability, api_key_env: A_KEY, models: {text: core}}
 tasks:
-  text: [closed, nomodel, cohere, a, b]
+  text: [closed, nomodel, painter, a, b]
 """
 
 
@@ -83,7 +83,7 @@ def test_skips_without_a_call_and_says_why(tmp_path: Path) -> None:
     assert [(a.provider, a.outcome, a.error) for a in result.attempts] == [
         ("closed", "skipped", "closed for good"),
         ("nomodel", "skipped", "no model for text"),
-        ("cohere", "skipped", "adapter 'cohere' not available in this version"),
+        ("painter", "skipped", "stability adapter does not serve text"),
         ("a", "ok", None),
     ]
     assert (result.provider, result.result.output if result.result else None) == ("a", "done")

@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
+    from scheduler.cli.run_cmd import RunOptions
     from scheduler.dispatcher import RunResult
     from scheduler.tasks import SttTask
 
@@ -41,7 +42,7 @@ def run_stt_batch(
     output: Path | None,
     language: str | None,
     model: str | None,
-    provider: str | None,
+    options: RunOptions,
     jobs: int,
     as_json: bool,
     verbose: bool,
@@ -61,7 +62,7 @@ def run_stt_batch(
             tasks.append(stt_task(path, language, model))
         except InputError as exc:
             invalid[path] = str(exc)
-    runs = _dispatch(state, list(tasks), provider, jobs=jobs, progress=bool(tasks)) if tasks else []
+    runs = _dispatch(state, list(tasks), options, jobs=jobs, progress=True) if tasks else []
     by_file: dict[Path, RunResult] = {run.task.audio: run for run in runs}  # type: ignore[union-attr]
 
     rows = []

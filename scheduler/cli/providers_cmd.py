@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from scheduler.cli.context import AppState
+    from scheduler.dispatcher import RunResult
+    from scheduler.tasks import Task
 
 app = typer.Typer(help="Inspect the providers of the priority table.", no_args_is_help=True)
 
@@ -62,6 +68,105 @@ def list_providers(
             row["key_source"] or "",
         )
     Console(width=160).print(table)
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Providers to check (default: every enabled provider with a key)."),
+    ] = None,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """One small real call per provider, of the provider's own task kind (a chat for text
+    providers, an image for image providers, a second of audio for speech providers), with its
+    latency and the remaining quota the provider reports. Calls count against quota as usual."""
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from scheduler.errors import InputError
+    from scheduler.probes import probe_kind, probe_task
+
+    state = ctx.obj
+    config = state.config()
+    keys = state.keys()
+    unknown = [name for name in names or () if name not in config.providers]
+    if unknown:
+        known = ", ".join(sorted(config.providers))
+        raise InputError(f"unknown provider {', '.join(map(repr, unknown))}; known: {known}")
+    selected = (
+        list(names)
+        if names
+        else [
+            name
+            for name, provider in config.providers.items()
+            if provider.enabled and (provider.api_key_env is None or keys.get(provider.api_key_env))
+        ]
+    )
+    ledger = state.ledger()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sched-probe-") as tmp:
+        probes: dict[str, Task] = {}
+        for name in selected:
+            kind = probe_kind(config, name)
+            if kind is not None:
+                probes[name] = probe_task(kind, Path(tmp))
+        results = asyncio.run(_check_all(state, probes))
+    for name in selected:
+        run = results.get(name)
+        attempt = run.attempts[-1] if run and run.attempts else None
+        reported = ledger.read(
+            "SELECT metric, remaining, resets_at FROM provider_limits WHERE provider = ?", (name,)
+        )
+        rows.append(
+            {
+                "provider": name,
+                "kind": run.task.kind if run else None,
+                "outcome": attempt.outcome if attempt else "skipped",
+                "error": attempt.error if attempt else "serves no task kind",
+                "latency_ms": round(attempt.latency_ms, 1) if attempt else None,
+                "reported_remaining": {str(m): float(str(r)) for m, r, _ in reported},
+            }
+        )
+    failed = any(row["outcome"] != "ok" for row in rows)
+    if as_json:
+        typer.echo(json.dumps({"ok": not failed, "providers": rows}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Provider check", title_justify="left")
+        for column in ("provider", "kind", "outcome", "latency", "provider reports", "detail"):
+            table.add_column(column)
+        for row in rows:
+            remaining: dict[str, float] = row["reported_remaining"]  # type: ignore[assignment]
+            table.add_row(
+                str(row["provider"]),
+                str(row["kind"] or "-"),
+                str(row["outcome"]),
+                f"{row['latency_ms']:.0f} ms" if row["latency_ms"] else "-",
+                ", ".join(f"{v:g} {k} left" for k, v in remaining.items()) or "-",
+                str(row["error"] or ""),
+            )
+        Console(width=160).print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _check_all(state: AppState, probes: dict[str, Task]) -> dict[str, RunResult]:
+    """Probe the providers one after another through the dispatcher (quota and state apply)."""
+    from scheduler.dispatcher import Dispatcher
+    from scheduler.providers.http import make_client
+
+    config = state.config()
+    results: dict[str, RunResult] = {}
+    async with make_client(config.settings.timeout_s) as http:
+        dispatcher = Dispatcher(config, state.ledger(), state.keys(), http)
+        for name, task in probes.items():
+            results[name] = await dispatcher.run(task, only=name)
+    return results
 
 
 __all__ = ["app"]

@@ -19,7 +19,9 @@ def _tokens(usage: dict[str, float]) -> str:
 def attempt_summary(attempt: Attempt, usage: dict[str, float] | None = None) -> str:
     """`groq: no GROQ_API_KEY`, `mistral: quota full ...`, `cohere: ok 0.9s 312 tok`."""
     if attempt.outcome == "ok":
-        return f"{attempt.provider}: ok {attempt.latency_ms / 1000:.1f}s{_tokens(usage or {})}"
+        cost = f" ${attempt.cost_usd:.4f}" + (" (free)" if attempt.cost_usd == 0 else "")
+        seconds = attempt.latency_ms / 1000
+        return f"{attempt.provider}: ok {seconds:.1f}s{_tokens(usage or {})}{cost}"
     if attempt.outcome == "skipped":
         return f"{attempt.provider}: {attempt.error}"
     label = attempt.outcome.replace("_", " ")
@@ -60,6 +62,7 @@ def run_payload(run: RunResult, *, path: Path | None = None) -> dict[str, Any]:
                 "outcome": attempt.outcome,
                 "error": attempt.error,
                 "latency_ms": round(attempt.latency_ms, 1),
+                "cost_usd": attempt.cost_usd,
             }
             for attempt in run.attempts
         ],

@@ -8,6 +8,7 @@ file; the trace of who was tried goes to stderr.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,7 +47,40 @@ MaxTokens = Annotated[
     int | None,
     typer.Option("--max-tokens", min=1, help="Most tokens the answer may have (default 1024)."),
 ]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="priority (table order), cheapest (estimated cost of this task) or fastest "
+        "(median latency over 24 h). Default: the table's setting.",
+    ),
+]
+MaxCost = Annotated[
+    float | None,
+    typer.Option("--max-cost", min=0, help="Spend at most this many USD on this run."),
+]
+FreeOnly = Annotated[
+    bool, typer.Option("--free-only", help="Refuse every call that would cost money.")
+]
 _SIZE = re.compile(r"^[1-9]\d{1,4}x[1-9]\d{1,4}$")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run picks providers and what it may spend."""
+
+    provider: str | None = None
+    strategy: str | None = None
+    max_cost: float | None = None
+    free_only: bool = False
+
+    def check(self) -> None:
+        from scheduler.errors import InputError
+
+        if self.strategy not in (None, "priority", "cheapest", "fastest"):
+            raise InputError(
+                f"--strategy {self.strategy!r}: expected priority, cheapest or fastest"
+            )
 
 
 def _read_text(value: str | None, what: str) -> str:
@@ -68,24 +102,25 @@ def _read_text(value: str | None, what: str) -> str:
 
 
 def _dispatch(
-    state: AppState, tasks: list[Task], only: str | None, jobs: int = 1, progress: bool = False
+    state: AppState, tasks: list[Task], options: RunOptions, jobs: int = 1, progress: bool = False
 ) -> list[RunResult]:
     """Run `tasks` with at most `jobs` at once, sharing one HTTP client, ledger and dispatcher."""
     import asyncio
 
     from scheduler.errors import InputError
 
+    options.check()
     config = state.config()
-    if only is not None and only not in config.providers:
+    if options.provider is not None and options.provider not in config.providers:
         known = ", ".join(sorted(config.providers))
-        raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
+        raise InputError(f"unknown provider {options.provider!r} for --provider; known: {known}")
     ledger = state.ledger()
     ledger.expire()  # settle holds of processes that died, so reports stay truthful
-    return asyncio.run(_run_all(state, tasks, only, jobs, progress))
+    return asyncio.run(_run_all(state, tasks, options, jobs, progress))
 
 
 async def _run_all(
-    state: AppState, tasks: list[Task], only: str | None, jobs: int, progress: bool
+    state: AppState, tasks: list[Task], options: RunOptions, jobs: int, progress: bool
 ) -> list[RunResult]:
     import asyncio
 
@@ -95,7 +130,16 @@ async def _run_all(
     config = state.config()
     limit = asyncio.Semaphore(jobs)
     async with make_client(config.settings.timeout_s) as http:
-        dispatcher = Dispatcher(config, state.ledger(), state.keys(), http)
+        dispatcher = Dispatcher(
+            config,
+            state.ledger(),
+            state.keys(),
+            http,
+            strategy=options.strategy,  # type: ignore[arg-type]  # checked by RunOptions.check
+            free_only=options.free_only,
+            max_cost=options.max_cost,
+        )
+        only = options.provider
         if not progress:
             return [await dispatcher.run(task, only=only) for task in tasks]
         from rich.console import Console
@@ -171,6 +215,9 @@ def text(
     system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
     model: Model = None,
     provider: Provider = None,
+    strategy: StrategyOpt = None,
+    max_cost: MaxCost = None,
+    free_only: FreeOnly = False,
     max_tokens: MaxTokens = None,
     as_json: Json = False,
     verbose: Verbose = False,
@@ -181,7 +228,7 @@ def text(
     task = TextTask(
         prompt=_read_text(prompt, "prompt"), system=system, max_tokens=max_tokens, model=model
     )
-    (run,) = _dispatch(ctx.obj, [task], provider)
+    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
     _report(run, as_json=as_json, verbose=verbose)
 
 
@@ -197,6 +244,9 @@ def image(
     ] = None,
     model: Model = None,
     provider: Provider = None,
+    strategy: StrategyOpt = None,
+    max_cost: MaxCost = None,
+    free_only: FreeOnly = False,
     as_json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -209,7 +259,7 @@ def image(
         raise InputError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 1024x1024")
     media.check_output_path(output, media.IMAGE_SUFFIXES)
     task = ImageTask(prompt=_read_text(prompt, "prompt"), size=size, model=model)
-    (run,) = _dispatch(ctx.obj, [task], provider)
+    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
     _save_media(run, output, "image")
     _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
 
@@ -231,6 +281,9 @@ def tts(
     ] = None,
     model: Model = None,
     provider: Provider = None,
+    strategy: StrategyOpt = None,
+    max_cost: MaxCost = None,
+    free_only: FreeOnly = False,
     as_json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -248,7 +301,7 @@ def tts(
     if audio_format is not None and audio_format != from_suffix:
         raise InputError(f"--format {audio_format} does not match the output file {output.name}")
     task = TtsTask(text=_read_text(text, "text"), voice=voice, format=from_suffix, model=model)
-    (run,) = _dispatch(ctx.obj, [task], provider)
+    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
     _save_media(run, output, "tts")
     _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
 
@@ -265,6 +318,9 @@ def multimodal(
     ] = None,
     model: Model = None,
     provider: Provider = None,
+    strategy: StrategyOpt = None,
+    max_cost: MaxCost = None,
+    free_only: FreeOnly = False,
     max_tokens: MaxTokens = None,
     as_json: Json = False,
     verbose: Verbose = False,
@@ -295,7 +351,7 @@ def multimodal(
             max_tokens=max_tokens,
             model=model,
         )
-    (run,) = _dispatch(ctx.obj, [task], provider)
+    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
     _report(run, as_json=as_json, verbose=verbose)
 
 
@@ -320,6 +376,9 @@ def stt(
     ] = 4,
     model: Model = None,
     provider: Provider = None,
+    strategy: StrategyOpt = None,
+    max_cost: MaxCost = None,
+    free_only: FreeOnly = False,
     as_json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -332,12 +391,13 @@ def stt(
         if output is not None:
             media.check_output_path(output, (output.suffix.lower() or ".txt",))
         task = batch.stt_task(files[0], language, model)
-        (run,) = _dispatch(ctx.obj, [task], provider)
+        (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
         if run.result is not None and output is not None:
             media.write_atomically(output, run.result.output.encode())
         _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
         return
-    batch.run_stt_batch(ctx.obj, files, output, language, model, provider, jobs, as_json, verbose)
+    options = RunOptions(provider, strategy, max_cost, free_only)
+    batch.run_stt_batch(ctx.obj, files, output, language, model, options, jobs, as_json, verbose)
 
 
 __all__ = ["app"]

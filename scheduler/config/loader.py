@@ -152,6 +152,7 @@ def parse_config(text: str, *, file: str = DEFAULT_FILE) -> Config:
             _message(first), file=file, path=_format_path(loc), line=_line_for(lines, loc)
         ) from None
     _check_references(config, lines, file)
+    _check_prices(config, lines, file)
     return config
 
 
@@ -177,6 +178,25 @@ def _check_references(config: Config, lines: dict[str, int], file: str) -> None:
                     line=_line_for(lines, loc),
                 )
             seen.add(name)
+
+
+def _check_prices(config: Config, lines: dict[str, int], file: str) -> None:
+    """A provider that can bill must have a price: a free allowance means usage past it is paid
+    (with allow_paid), and a paid call recorded as $0 would never trip a budget."""
+    from scheduler.cost import is_billable
+
+    for name, provider in config.providers.items():
+        free = [index for index, rule in enumerate(provider.quotas) if rule.free]
+        if free and not is_billable(provider.pricing):
+            loc = ("providers", name, "pricing")
+            raise ConfigError(
+                f"{name} has a free allowance (quotas[{free[0]}] is free: true) but no price:"
+                " usage past it would be billed at an unknown price; add its list prices, or"
+                " drop `free: true` to make the limit a hard stop",
+                file=file,
+                path=_format_path(loc),
+                line=_line_for(lines, loc),
+            )
 
 
 def load_config(cli_path: str | os.PathLike[str] | None = None) -> tuple[Config, ConfigSource]:

@@ -106,6 +106,13 @@ class Pricing(_Strict):
     usd_per_credit: float | None = Field(default=None, ge=0)
 
 
+class Budget(_Strict):
+    """Spending caps in USD; null means no cap."""
+
+    daily_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+
+
 class ProviderConfig(_Strict):
     """One provider entry: how to reach it, what it serves, what it allows and what it costs."""
 
@@ -117,6 +124,7 @@ class ProviderConfig(_Strict):
     models: dict[TaskKind, str] = Field(default_factory=dict)
     quotas: tuple[QuotaRule, ...] = ()
     pricing: Pricing = Field(default_factory=Pricing)
+    budget: Budget | None = None  # this provider's own caps, beside the global one
 
     @field_validator("quotas")
     @classmethod
@@ -142,13 +150,6 @@ class ProviderConfig(_Strict):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
-
-
-class Budget(_Strict):
-    """Spending caps in USD; null means no cap."""
-
-    daily_usd: float | None = Field(default=None, ge=0)
-    monthly_usd: float | None = Field(default=None, ge=0)
 
 
 class CronSettings(_Strict):

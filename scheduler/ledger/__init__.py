@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from scheduler.ledger.db import DB_ENV, DEFAULT_DB, resolve_db_target
-from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal
+from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
 
-__all__ = ["DB_ENV", "DEFAULT_DB", "CallRecord", "Hold", "Ledger", "Refusal", "resolve_db_target"]
+__all__ = [
+    "DB_ENV",
+    "DEFAULT_DB",
+    "BudgetLimit",
+    "CallRecord",
+    "Hold",
+    "Ledger",
+    "Refusal",
+    "SpendPolicy",
+    "resolve_db_target",
+]

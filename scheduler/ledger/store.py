@@ -14,17 +14,20 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import statistics
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
-from scheduler.config.schema import QuotaRule
+from scheduler.config.schema import Pricing, QuotaRule
+from scheduler.cost import FreeShare, is_billable, list_price, paid_share
 from scheduler.errors import LedgerError, ProviderError, redact
 from scheduler.ledger.db import connect, describe_sqlite_error
 from scheduler.tasks import RateLimitReport
-from scheduler.windows import format_instant
+from scheduler.windows import WindowSpec, format_instant
 
 # A provider that reported limits without a reset time is trusted for this long.
 REPORT_TTL_S = 60.0
@@ -35,7 +38,11 @@ _RESERVE_WINDOW = (
     " ON CONFLICT (provider, rule, window_start) DO UPDATE"
     " SET reserved = reserved + excluded.reserved"
     " WHERE usage_windows.used + usage_windows.reserved + excluded.reserved <= ?"
+    " RETURNING used, reserved"
 )
+# A limit no window reaches: free allowances past which `allow_paid` lets usage continue.
+_UNLIMITED = 1e300
+BUDGET_SCOPE = "*budget*"  # usage_windows.provider of the global budget's windows
 _SETTLE_WINDOW = (
     "UPDATE usage_windows SET"
     " reserved = CASE WHEN reserved > ? THEN reserved - ? ELSE 0 END, used = used + ?"
@@ -47,13 +54,50 @@ _INSERT_CALL = (
 )
 
 
+Item = tuple[str, str, int, str, float]  # (window owner, rule_id, window_start, metric, amount)
+
+
 @dataclass(frozen=True)
 class Hold:
-    """A reservation: which window rows carry how much of it."""
+    """A reservation: which window rows carry how much of it, and what it may cost."""
 
     id: int
     provider: str
-    items: tuple[tuple[str, int, str, float], ...]  # (rule_id, window_start, metric, amount)
+    items: tuple[Item, ...]
+    free: tuple[FreeShare, ...] = ()  # what each free allowance had left when reserved
+    billable: bool = False
+    estimated_cost: float = 0.0
+
+
+@dataclass(frozen=True)
+class BudgetLimit:
+    """A USD cap per UTC day or month, on all providers (`scope` None) or one."""
+
+    per: Literal["day", "month"]
+    limit_usd: float
+    scope: str | None = None
+
+    @property
+    def rule_id(self) -> str:
+        return f"budget/{self.per}"
+
+    @property
+    def window(self) -> WindowSpec:
+        return _BUDGET_WINDOWS[self.per]
+
+
+_BUDGET_WINDOWS = {"day": WindowSpec("day"), "month": WindowSpec("month")}
+
+
+@dataclass(frozen=True)
+class SpendPolicy:
+    """What a call may cost: the provider's prices and the run's and user's limits."""
+
+    pricing: Pricing
+    allow_paid: bool = False
+    free_only: bool = False
+    max_cost: float | None = None  # what this run may still spend (--max-cost)
+    budgets: tuple[BudgetLimit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,19 +188,24 @@ class Ledger:
         task: str,
         model: str,
         key_fingerprint: str | None = None,
+        spend: SpendPolicy | None = None,
         now: float | None = None,
     ) -> Hold | Refusal:
-        """Hold `amounts` against every rule of `provider`, or say why it cannot take the call."""
+        """Hold `amounts` against every rule of `provider` and, for a paid call, its estimated
+        cost against the budgets, all in one transaction; or say why it cannot take the call."""
         now = time.time() if now is None else now
+        amounts = dict(amounts)
+        if spend is not None:
+            amounts["usd"] = list_price(amounts, spend.pricing)
         for rule in rules:
             amount = amounts.get(rule.metric, 0)
-            if amount > rule.limit:
+            if amount > rule.limit and not _soft(rule, spend):
                 return Refusal(
                     f"this call needs {amount:g} {rule.metric}, more than the {_describe(rule)}"
                     " limit"
                 )
         try:
-            return self._reserve(provider, rules, amounts, task, model, key_fingerprint, now)
+            return self._reserve(provider, rules, amounts, task, model, key_fingerprint, spend, now)
         except _Refused as refused:
             return refused.refusal
 
@@ -168,34 +217,89 @@ class Ledger:
         task: str,
         model: str,
         key_fingerprint: str | None,
+        spend: SpendPolicy | None,
         now: float,
     ) -> Hold | Refusal:
         with self._write() as conn:
             refusal = self._state_refusal(conn, provider, key_fingerprint, now)
             if refusal is not None:
                 return refusal
-            items: list[tuple[str, int, str, float]] = []
+            items: list[Item] = []
+            free: list[FreeShare] = []
             for rule in rules:
                 amount = amounts.get(rule.metric, 0)
                 if amount <= 0:
                     continue
                 start, end = rule.window.bounds(now)
-                cur = conn.execute(
+                limit = _UNLIMITED if _soft(rule, spend) else rule.limit
+                row = conn.execute(
                     _RESERVE_WINDOW,
-                    (provider, rule.rule_id, start, rule.metric, rule.per, end, amount, rule.limit),
-                )
-                if cur.rowcount == 0:  # the conditional upsert found the window full
-                    raise _Refused(Refusal(_full_reason(rule, end), float(end) if end else None))
-                items.append((rule.rule_id, start, rule.metric, float(amount)))
+                    (provider, rule.rule_id, start, rule.metric, rule.per, end, amount, limit),
+                ).fetchone()
+                if row is None:  # the conditional upsert found the window full
+                    raise _Refused(Refusal(_full_reason(rule, end, spend), _until(end)))
+                if rule.free:
+                    used, reserved = row
+                    free.append(FreeShare(rule.metric, rule.limit - (used + reserved - amount)))
+                items.append((provider, rule.rule_id, start, rule.metric, float(amount)))
             refusal = self._reported_refusal(conn, provider, amounts, now)
             if refusal is not None:
                 raise _Refused(refusal)  # rolls back the holds taken above
+            billable = spend is not None and is_billable(spend.pricing)
+            cost = amounts.get("usd", 0.0) * paid_share(amounts, free, billable)
+            if spend is not None and cost > 0:
+                items += self._hold_budget(conn, provider, spend, cost, bool(free), now)
             cur = conn.execute(
                 "INSERT INTO reservations (provider, task, model, created_at, expires_at, pid,"
                 " items) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (provider, task, model, now, now + self.lease_s, os.getpid(), json.dumps(items)),
             )
-            return Hold(int(cur.lastrowid or 0), provider, tuple(items))
+            return Hold(
+                int(cur.lastrowid or 0), provider, tuple(items), tuple(free), billable, cost
+            )
+
+    @staticmethod
+    def _hold_budget(
+        conn: sqlite3.Connection,
+        provider: str,
+        spend: SpendPolicy,
+        cost: float,
+        has_free: bool,
+        now: float,
+    ) -> list[Item]:
+        """Refuse a paid call the run or the user does not allow; hold its cost in each budget."""
+        about = f"about ${cost:.4f}"
+        if spend.free_only:
+            raise _Refused(Refusal(f"would cost {about}; --free-only refuses paid calls"))
+        if not spend.allow_paid:
+            why = "free allowance used up" if has_free else "paid provider"
+            raise _Refused(Refusal(f"{why}: would cost {about} and allow_paid is off"))
+        if spend.max_cost is not None and cost > spend.max_cost:
+            raise _Refused(
+                Refusal(f"would cost {about}, more than --max-cost leaves (${spend.max_cost:.4f})")
+            )
+        items: list[Item] = []
+        for budget in spend.budgets:
+            if budget.scope not in (None, provider):
+                continue
+            owner = BUDGET_SCOPE if budget.scope is None else provider
+            start, end = budget.window.bounds(now)
+            row = conn.execute(
+                _RESERVE_WINDOW,
+                (owner, budget.rule_id, start, "cost_usd", budget.per, end, cost, budget.limit_usd),
+            ).fetchone()
+            if row is None:
+                which = "daily" if budget.per == "day" else "monthly"
+                whose = "" if budget.scope is None else f" {provider}"
+                raise _Refused(
+                    Refusal(
+                        f"{which}{whose} budget ${budget.limit_usd:.2f} would be exceeded"
+                        f" (call {about}), resets {format_instant(end or 0, 'UTC')}",
+                        _until(end),
+                    )
+                )
+            items.append((owner, budget.rule_id, start, "cost_usd", cost))
+        return items
 
     def _state_refusal(
         self, conn: sqlite3.Connection, provider: str, key_fp: str | None, now: float
@@ -256,12 +360,16 @@ class Ledger:
         *,
         rate_limits: Sequence[RateLimitReport] = (),
         now: float | None = None,
-    ) -> None:
-        """Turn a hold into the provider's real usage, log the call, clear transient blocks."""
+    ) -> float:
+        """Turn a hold into the provider's real usage and its cost, log the call, clear transient
+        blocks. `record.usage` carries the real usage with its list price as `usd`; returns what
+        the call cost the user (the part no free allowance covered)."""
         now = time.time() if now is None else now
+        usage = dict(record.usage or {})
+        cost = usage.get("usd", 0.0) * paid_share(usage, hold.free, hold.billable)
         with self._write() as conn:
-            self._settle(conn, hold, record.usage or {})
-            self._insert_call(conn, record, now)
+            self._settle(conn, hold, {**usage, "cost_usd": cost})
+            self._insert_call(conn, replace(record, cost_usd=cost), now)
             self._store_reports(conn, hold.provider, rate_limits, now)
             conn.execute(
                 "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
@@ -270,6 +378,7 @@ class Ledger:
                 " ('rate_limited', 'transient'))",
                 (now, hold.provider),
             )
+        return cost
 
     def record_failure(
         self,
@@ -316,9 +425,10 @@ class Ledger:
     def _settle(
         self, conn: sqlite3.Connection, hold: Hold, usage: Mapping[str, float] | None
     ) -> None:
-        for rule_id, start, metric, amount in hold.items:
+        """Replace each held amount by the real one (None: the call used nothing)."""
+        for owner, rule_id, start, metric, amount in hold.items:
             used = 0.0 if usage is None else float(usage.get(metric, amount))
-            conn.execute(_SETTLE_WINDOW, (amount, amount, used, hold.provider, rule_id, start))
+            conn.execute(_SETTLE_WINDOW, (amount, amount, used, owner, rule_id, start))
         conn.execute("DELETE FROM reservations WHERE id = ?", (hold.id,))
 
     @staticmethod
@@ -364,12 +474,15 @@ class Ledger:
             ).fetchall()
             for res_id, provider, task, model, created_at, items_json in rows:
                 items = tuple(
-                    (str(rule_id), int(start), str(metric), float(amount))
-                    for rule_id, start, metric, amount in json.loads(items_json)
+                    (str(owner), str(rule_id), int(start), str(metric), float(amount))
+                    for owner, rule_id, start, metric, amount in json.loads(items_json)
                 )
                 hold = Hold(res_id, provider, items)
-                usage = {metric: amount for _, _, metric, amount in hold.items}
-                self._settle(conn, hold, usage)
+                usage = {
+                    metric: amount for owner, _, _, metric, amount in items if owner == provider
+                }
+                cost = sum(amount for _, _, _, metric, amount in items if metric == "cost_usd")
+                self._settle(conn, hold, {**usage, "cost_usd": cost})
                 record = CallRecord(
                     task=task,
                     provider=provider,
@@ -377,10 +490,39 @@ class Ledger:
                     outcome="expired",
                     latency_ms=(now - created_at) * 1000,
                     usage=usage,
+                    cost_usd=cost,
                     error="reservation lease expired (process died mid-call); counted as used",
                 )
                 self._insert_call(conn, record, created_at)
             return len(rows)
+
+    def free_remaining(
+        self, provider: str, rules: Sequence[QuotaRule], now: float
+    ) -> list[FreeShare]:
+        """What each free allowance of `provider` has left now (for the `cheapest` strategy)."""
+        shares = []
+        for rule in rules:
+            if not rule.free:
+                continue
+            start, _ = rule.window.bounds(now)
+            rows = self.read(
+                "SELECT used + reserved FROM usage_windows WHERE provider = ? AND rule = ?"
+                " AND window_start = ?",
+                (provider, rule.rule_id, start),
+            )
+            taken = float(str(rows[0][0])) if rows else 0.0
+            shares.append(FreeShare(rule.metric, rule.limit - taken))
+        return shares
+
+    def median_latency_ms(self, task: str, since: float) -> dict[str, float]:
+        """Median latency of successful calls per provider for one task kind since `since`."""
+        by_provider: dict[str, list[float]] = {}
+        for provider, latency in self.read(
+            "SELECT provider, latency_ms FROM calls WHERE task = ? AND outcome = 'ok' AND ts >= ?",
+            (task, since),
+        ):
+            by_provider.setdefault(str(provider), []).append(float(str(latency)))
+        return {name: statistics.median(values) for name, values in by_provider.items()}
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when sound)."""
@@ -391,10 +533,42 @@ def _describe(rule: QuotaRule) -> str:
     return f"{rule.limit:g} {rule.metric} per {rule.per}"
 
 
-def _full_reason(rule: QuotaRule, end: int | None) -> str:
+def _soft(rule: QuotaRule, spend: SpendPolicy | None) -> bool:
+    """A free allowance that paid usage may go past (allow_paid on, a price to pay it at)."""
+    return (
+        rule.free
+        and spend is not None
+        and spend.allow_paid
+        and not spend.free_only
+        and is_billable(spend.pricing)
+    )
+
+
+def _until(end: int | None) -> float | None:
+    return float(end) if end is not None else None
+
+
+def _full_reason(rule: QuotaRule, end: int | None, spend: SpendPolicy | None = None) -> str:
     if end is None:
-        return f"quota used up: {_describe(rule).replace(' per total', ' in total')}"
-    return f"quota full: {_describe(rule)}, resets {format_instant(end, rule.tz)}"
+        reason = f"quota used up: {_describe(rule).replace(' per total', ' in total')}"
+    else:
+        reason = f"quota full: {_describe(rule)}, resets {format_instant(end, rule.tz)}"
+    if rule.free and spend is not None and is_billable(spend.pricing):
+        reason += (
+            " (free allowance; --free-only)"
+            if spend.free_only and spend.allow_paid
+            else (" (free allowance; allow_paid is off)")
+        )
+    return reason
 
 
-__all__ = ["REPORT_TTL_S", "CallRecord", "Hold", "Ledger", "Refusal"]
+__all__ = [
+    "BUDGET_SCOPE",
+    "REPORT_TTL_S",
+    "BudgetLimit",
+    "CallRecord",
+    "Hold",
+    "Ledger",
+    "Refusal",
+    "SpendPolicy",
+]
