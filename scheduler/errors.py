@@ -21,8 +21,10 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+# Key prefixes as the providers issue them (sk-, gsk_, hf_, ...) with their separator, so that
+# words like "hf-inference" survive; plus any long opaque token.
 _KEYLIKE = re.compile(
-    r"(?i)\b(?:sk|gsk|pplx|r8|hf|fw|xai|sk-or-v1|sk-ant|AIza)[-_A-Za-z0-9]{8,}|\b[A-Za-z0-9_\-]{32,}\b"
+    r"\b(?:sk-|sk_|gsk_|pplx-|r8_|hf_|fw_|xai-|AIza)[A-Za-z0-9_\-]{8,}|\b[A-Za-z0-9_\-]{32,}\b"
 )
 
 

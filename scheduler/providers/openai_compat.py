@@ -7,15 +7,25 @@ auth, timeouts and status-error mapping, with its own retries off (`max_retries=
 only retry loop), but we skip its typed request/response models. Those cost about 0.35 ms per
 call, more than the whole ledger transaction pair, and we need the raw body anyway: these
 providers signal "out of credit" and "per day" in the body, not in the status code.
+
+The same path serves every kind these APIs speak: `/chat/completions` (text, and multimodal with
+an `image_url` content part), `/images/generations`, `/audio/transcriptions` (multipart, sent as
+the SDK's own `audio.transcriptions.create` does: `files=` plus a `multipart/form-data`
+content-type header the SDK replaces with one carrying the boundary) and `/audio/speech`. Every
+endpoint shares one error envelope, so `classify_error` serves them all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -32,10 +42,15 @@ from scheduler.errors import (
 from scheduler.providers.base import Adapter
 from scheduler.retry_hints import parse_retry_value, retry_hint
 from scheduler.tasks import (
+    ImageTask,
+    MultimodalTask,
     ProviderResult,
     RateLimitReport,
+    Segment,
+    SttTask,
     TaskKind,
     TextTask,
+    TtsTask,
     estimate_tokens,
     text_usage,
 )
@@ -63,12 +78,27 @@ _BAD_KEY_TEXT = re.compile(r"API key not valid|API_KEY_INVALID|invalid api key",
 _GOOGLE_NO_FREE_QUOTA = re.compile(r"\blimit: 0\b")
 _REFUSED_403 = re.compile(r"moderation|flagged|context|too long|max_tokens|tokens", re.IGNORECASE)
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+# Whisper models answer `verbose_json` (segments with timestamps); gpt-4o*-transcribe only `json`.
+_WHISPER = re.compile(r"whisper", re.IGNORECASE)
+# What each requested speech format is when neither the bytes nor the content-type tell.
+_FORMAT_MEDIA_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg"}
+_AUDIO_ALIASES = {
+    "audio/mp3": "audio/mpeg",
+    "audio/mpeg3": "audio/mpeg",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav",
+}
+# A multipart request: the SDK swaps this for the same type with its boundary.
+_MULTIPART = {"Content-Type": "multipart/form-data"}
+
+FileField = tuple[str, tuple[str, bytes, str]]
 
 
 class OpenAICompatAdapter(Adapter):
-    """Chat completions over the OpenAI wire format."""
+    """Chat, images, transcription and speech over the OpenAI wire format."""
 
-    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text", "image", "stt", "tts", "multimodal"})
     default_base_url = "https://api.openai.com/v1"
 
     _client: Any = None
@@ -87,6 +117,8 @@ class OpenAICompatAdapter(Adapter):
             )
         return self._client
 
+    # -- text and multimodal: /chat/completions --------------------------------------------
+
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
         messages = []
         if task.system:
@@ -95,19 +127,34 @@ class OpenAICompatAdapter(Adapter):
         body: dict[str, Any] = {"model": model, "messages": messages}
         if task.max_tokens:
             body["max_tokens"] = task.max_tokens
+        return await self._chat(body, model=model, input_estimate=task.estimate()["input_tokens"])
+
+    async def multimodal(self, task: MultimodalTask, *, model: str) -> ProviderResult:
+        """A prompt about one image, as an `image_url` data-URL content part.
+
+        Chat completions take images, not audio files (audio needs input_audio parts that only a
+        few models accept), so audio is refused before any call: the next provider gets it and
+        this one's health is untouched.
+        """
+        if task.is_audio:
+            raise RejectedInput(f"{self.name} takes images, not audio, in chat", provider=self.name)
+        media = await self._read(task.media)
+        url = f"data:{task.mime_type};base64,{base64.b64encode(media).decode('ascii')}"
+        content = [
+            {"type": "text", "text": task.prompt},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]
+        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": content}]}
+        if task.max_tokens:
+            body["max_tokens"] = task.max_tokens
+        return await self._chat(body, model=model, input_estimate=task.estimate()["input_tokens"])
+
+    async def _chat(
+        self, body: dict[str, Any], *, model: str, input_estimate: float
+    ) -> ProviderResult:
         response = await self._post("/chat/completions", body)
         data = _json_object(response, self.name)
-        if "error" in data and "choices" not in data:  # OpenRouter reports late errors in a 200
-            # ... with the real status in error.code: classify by that, not by the 200.
-            code = data["error"].get("code") if isinstance(data["error"], dict) else None
-            status = code if isinstance(code, int) and 400 <= code <= 599 else 200
-            raise classify_error(
-                status,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+        self._raise_body_error(data, response, expected="choices")
         try:
             message = data["choices"][0]["message"]
             content = message.get("content") or ""
@@ -121,7 +168,7 @@ class OpenAICompatAdapter(Adapter):
             ) from None
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}  # a malformed usage is a missing one
-        input_tokens = _int(usage.get("prompt_tokens"), task.estimate()["input_tokens"])
+        input_tokens = _int(usage.get("prompt_tokens"), input_estimate)
         output_tokens = _int(usage.get("completion_tokens"), estimate_tokens(content))
         return ProviderResult(
             output=str(content),
@@ -130,20 +177,192 @@ class OpenAICompatAdapter(Adapter):
             rate_limits=rate_limit_reports(response.headers, now=time.time()),
         )
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    # -- image: /images/generations --------------------------------------------------------
+
+    async def image(self, task: ImageTask, *, model: str) -> ProviderResult:
+        """One image, base64 in the answer; a URL-only answer (DALL-E url mode) is downloaded.
+
+        DALL-E defaults to `url` (links that expire in an hour), so it is asked for `b64_json`;
+        gpt-image-1 rejects `response_format` and always answers base64, as do DeepInfra's and
+        most compatible servers' FLUX/SD endpoints.
+        """
+        body: dict[str, Any] = {"model": model, "prompt": task.prompt, "n": 1}
+        if task.size:
+            body["size"] = task.size
+        if model.lower().startswith("dall-e"):
+            body["response_format"] = "b64_json"
+        response = await self._post("/images/generations", body)
+        data = _json_object(response, self.name)
+        self._raise_body_error(data, response, expected="data")
+        items = data.get("data")
+        item = items[0] if isinstance(items, list) and items else None
+        encoded = item.get("b64_json") if isinstance(item, dict) else None
+        url = item.get("url") if isinstance(item, dict) else None
+        if isinstance(encoded, str) and encoded:
+            image = decode_base64(encoded, provider=self.name)
+        elif isinstance(url, str) and url:
+            image = await self._download(url)
+        else:
+            raise Transient(
+                "malformed response: no data[0].b64_json or url", provider=self.name, status=200
+            )
+        return ProviderResult(
+            output="",
+            model=model,
+            usage={"requests": 1, "images": 1},
+            rate_limits=rate_limit_reports(response.headers, now=time.time()),
+            data=image,
+            media_type=image_media_type(image, provider=self.name),
+        )
+
+    async def _download(self, url: str) -> bytes:
+        """Fetch a result URL with the shared client (no auth header: it is a signed link)."""
+        if not url.startswith(("https://", "http://")):
+            raise Transient(
+                "malformed response: image url is not http(s)", provider=self.name, status=200
+            )
+        try:
+            response = await self.http.get(url, timeout=self.timeout_s)
+        except httpx.TimeoutException:
+            raise Transient(
+                f"image download timed out after {self.timeout_s:g} s", provider=self.name
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Transient(
+                f"image download failed: {type(exc).__name__}", provider=self.name
+            ) from None
+        if response.status_code != 200:
+            raise Transient(
+                f"image download failed: HTTP {response.status_code}",
+                provider=self.name,
+                status=response.status_code,
+            )
+        return response.content
+
+    # -- stt: /audio/transcriptions (multipart) ---------------------------------------------
+
+    async def stt(self, task: SttTask, *, model: str) -> ProviderResult:
+        """Transcribe one file; whisper models are asked for `verbose_json` to get segments.
+
+        Usage is the audio length measured before the call: providers bill audio by length.
+        """
+        audio = await self._read(task.audio)
+        fields: dict[str, Any] = {
+            "model": model,
+            "response_format": "verbose_json" if _WHISPER.search(model) else "json",
+        }
+        if task.language:
+            fields["language"] = task.language
+        files: list[FileField] = [("file", (task.audio.name, audio, task.mime_type))]
+        response = await self._post(
+            "/audio/transcriptions", fields, files=files, headers=_MULTIPART
+        )
+        data = _json_object(response, self.name)
+        self._raise_body_error(data, response, expected="text")
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise Transient("malformed response: no text", provider=self.name, status=200)
+        return ProviderResult(
+            output=text.strip(),
+            model=model,
+            usage={"requests": 1, "audio_seconds": task.audio_seconds},
+            rate_limits=rate_limit_reports(response.headers, now=time.time()),
+            segments=transcript_segments(data.get("segments")),
+        )
+
+    # -- tts: /audio/speech ------------------------------------------------------------------
+
+    async def tts(self, task: TtsTask, *, model: str) -> ProviderResult:
+        """Speech as raw bytes in the requested format; the CLI converts if a server ignored it."""
+        body = {
+            "model": model,
+            "input": task.text,
+            "voice": task.voice or "alloy",
+            "response_format": task.format,
+        }
+        # The SDK's own audio.speech.create asks for octet-stream, not its default JSON.
+        response = await self._post(
+            "/audio/speech", body, headers={"Accept": "application/octet-stream"}
+        )
+        media_type = self._speech_media_type(response, task.format)
+        return ProviderResult(
+            output="",
+            model=model,
+            usage={"requests": 1, "characters": len(task.text)},
+            rate_limits=rate_limit_reports(response.headers, now=time.time()),
+            data=response.content,
+            media_type=media_type,
+        )
+
+    def _speech_media_type(self, response: httpx.Response, fmt: str) -> str:
+        """What the audio is: its magic bytes, else its content-type, else what was asked for.
+
+        The bytes come first because compatible servers are known to ignore `response_format`
+        (returning WAV for opus) while the label follows the request.
+        """
+        content = response.content
+        if not content:
+            raise Transient("malformed response: no audio", provider=self.name, status=200)
+        sniffed = sniff_audio_type(content)
+        if sniffed:
+            return sniffed
+        declared = _main_type(response.headers.get("content-type", ""))
+        if declared.startswith("audio/"):
+            return _AUDIO_ALIASES.get(declared, declared)
+        if declared in ("application/json", "text/html", "text/plain"):
+            data = _json_or_none(content)
+            if isinstance(data, dict) and "error" in data:
+                self._raise_body_error(data, response, expected="")
+            raise Transient(
+                f"malformed response: {declared}, not audio", provider=self.name, status=200
+            )
+        return _FORMAT_MEDIA_TYPES.get(fmt, "application/octet-stream")
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _raise_body_error(
+        self, data: dict[str, Any], response: httpx.Response, *, expected: str
+    ) -> None:
+        """An error object in a 200 answer (OpenRouter reports late errors so), classified by
+        the status in its numeric `code` rather than by the 200."""
+        if "error" not in data or (expected and expected in data):
+            return
+        code = data["error"].get("code") if isinstance(data["error"], dict) else None
+        status = code if isinstance(code, int) and 400 <= code <= 599 else 200
+        raise self._classify(status, response.headers, response.content)
+
+    def _classify(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        """The taxonomy class of one error answer; subclasses add their provider's codes."""
+        return classify_error(status, headers, raw, provider=self.name, secret=self.api_key)
+
+    async def _read(self, path: Path) -> bytes:
+        """The media file's bytes, off the event loop; the CLI checked it, but it may be gone."""
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise RejectedInput(
+                f"cannot read {path.name}: {exc.strerror or type(exc).__name__}",
+                provider=self.name,
+            ) from None
+
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        files: Sequence[FileField] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         import openai
 
+        options: dict[str, Any] = {"headers": dict(headers)} if headers else {}
         try:
             response: httpx.Response = await self._sdk().post(
-                path, body=body, cast_to=httpx.Response
+                path, body=body, files=files, options=options, cast_to=httpx.Response
             )
         except openai.APIStatusError as exc:
-            raise classify_error(
-                exc.response.status_code,
-                exc.response.headers,
-                exc.response.content,
-                provider=self.name,
-                secret=self.api_key,
+            raise self._classify(
+                exc.response.status_code, exc.response.headers, exc.response.content
             ) from None
         except openai.APITimeoutError:
             raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
@@ -153,6 +372,88 @@ class OpenAICompatAdapter(Adapter):
                 f"connection failed: {type(cause).__name__}", provider=self.name
             ) from None
         return response
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """PNG, JPEG or WEBP from the magic bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def image_media_type(data: bytes, *, provider: str) -> str:
+    """The image's type from its bytes; bytes that are no known image are a broken answer."""
+    media_type = sniff_image_type(data)
+    if media_type is None:
+        raise Transient(
+            "malformed response: not a PNG, JPEG or WEBP image", provider=provider, status=200
+        )
+    return media_type
+
+
+def sniff_audio_type(data: bytes) -> str | None:
+    """MP3, WAV, Ogg or FLAC from the magic bytes; None for anything else (AAC, raw PCM)."""
+    if data.startswith(b"ID3"):
+        return "audio/mpeg"
+    # An MPEG audio frame: 11 sync bits, and a layer other than 00 (00 is AAC's ADTS header).
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0 and data[1] & 0x06:
+        return "audio/mpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if data.startswith(b"OggS"):
+        return "audio/ogg"
+    if data.startswith(b"fLaC"):
+        return "audio/flac"
+    return None
+
+
+def decode_base64(text: str, *, provider: str) -> bytes:
+    """Base64 image data, with or without a `data:<mime>;base64,` prefix."""
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Transient(
+            "malformed response: image is not valid base64", provider=provider, status=200
+        ) from None
+
+
+def transcript_segments(value: object) -> tuple[Segment, ...]:
+    """`segments` of a verbose_json transcript; entries without numeric start/end are dropped."""
+    if not isinstance(value, list):
+        return ()
+    segments = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        start, end, text = item.get("start"), item.get("end"), item.get("text")
+        if (
+            isinstance(start, int | float)
+            and isinstance(end, int | float)
+            and not isinstance(start, bool)
+            and not isinstance(end, bool)
+            and math.isfinite(start)
+            and math.isfinite(end)
+            and isinstance(text, str)
+        ):
+            segments.append(Segment(float(start), float(end), text.strip()))
+    return tuple(segments)
+
+
+def _main_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _json_or_none(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _int(value: object, fallback: float) -> int:
@@ -321,4 +622,13 @@ def rate_limit_reports(headers: Mapping[str, str], *, now: float) -> tuple[RateL
     return tuple(tightest.values())
 
 
-__all__ = ["OpenAICompatAdapter", "classify_error", "rate_limit_reports"]
+__all__ = [
+    "OpenAICompatAdapter",
+    "classify_error",
+    "decode_base64",
+    "image_media_type",
+    "rate_limit_reports",
+    "sniff_audio_type",
+    "sniff_image_type",
+    "transcript_segments",
+]

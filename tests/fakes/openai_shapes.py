@@ -15,7 +15,7 @@ import itertools
 import time
 from collections.abc import Mapping
 
-from tests.fakes.server import Reply
+from tests.fakes.server import FakeServer, Reply
 
 __all__ = [
     "chat_ok",
@@ -270,3 +270,187 @@ def overloaded_529() -> Reply:
         status=529,
         json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Media endpoints: /images/generations, /audio/transcriptions, /audio/speech.
+# Shapes from the OpenAI API reference (platform.openai.com/docs/api-reference: images/create,
+# audio/createTranscription, audio/createSpeech), Groq's speech-to-text guide
+# (console.groq.com/docs/speech-to-text: same paths under /openai/v1, verbose_json adds
+# `x_groq`) and DeepInfra's OpenAI-compatible images endpoint (/v1/openai/images/generations,
+# `data[0].b64_json` plus `revised_prompt`).
+# --------------------------------------------------------------------------------------------
+
+
+def base_path(prefix: str) -> str:
+    """The OpenAI-style base path of the fake provider mounted at ``/{prefix}/v1``."""
+    return f"/{prefix}/v1" if prefix else "/v1"
+
+
+def images_path(prefix: str) -> str:
+    return f"{base_path(prefix)}/images/generations"
+
+
+def transcriptions_path(prefix: str) -> str:
+    return f"{base_path(prefix)}/audio/transcriptions"
+
+
+def speech_path(prefix: str) -> str:
+    return f"{base_path(prefix)}/audio/speech"
+
+
+def tiny_png(color: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (4, 3)) -> bytes:
+    """A real PNG made with Pillow at test time (media is generated, never committed)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def tiny_mp3(seconds: float = 0.25, rate: int = 22050) -> bytes:
+    """A real MP3 (440 Hz sine) encoded with PyAV's libmp3lame at test time."""
+    import io
+    import math
+    import struct
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        total, pts = int(rate * seconds), 0
+        while pts < total:
+            count = min(1152, total - pts)
+            frame = av.AudioFrame(format="s16p", layout="mono", samples=count)
+            frame.sample_rate, frame.pts = rate, pts
+            samples = b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * (pts + i) / rate)))
+                for i in range(count)
+            )
+            plane = frame.planes[0]
+            plane.update(samples + b"\0" * (plane.buffer_size - len(samples)))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            pts += count
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def images_b64(
+    image: bytes,
+    *,
+    revised_prompt: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """200 from /images/generations with the image base64-encoded in ``data[0].b64_json``."""
+    import base64
+
+    item: dict[str, object] = {"b64_json": base64.b64encode(image).decode("ascii")}
+    if revised_prompt is not None:
+        item["revised_prompt"] = revised_prompt
+    return Reply(
+        status=200,
+        json={"created": int(time.time()), "data": [item]},
+        headers=dict(headers or {}),
+    )
+
+
+def images_url(url: str) -> Reply:
+    """200 from /images/generations in DALL-E's url mode: a link, no bytes."""
+    return Reply(
+        status=200,
+        json={"created": int(time.time()), "data": [{"url": url, "revised_prompt": "p"}]},
+    )
+
+
+def transcription_verbose(
+    text: str,
+    segments: list[tuple[float, float, str]],
+    *,
+    duration: float,
+    language: str = "english",
+    groq: bool = False,
+) -> Reply:
+    """200 verbose_json transcript: whisper-1 (OpenAI) or whisper-large-v3* (Groq, `x_groq`).
+
+    Whisper's texts start with a space, as the real ones do.
+    """
+    body: dict[str, object] = {
+        "task": "transcribe",
+        "language": language,
+        "duration": duration,
+        "text": text,
+        "segments": [
+            {
+                "id": index,
+                "seek": 0,
+                "start": start,
+                "end": end,
+                "text": segment_text,
+                "tokens": [50364, 2425, 50464],
+                "temperature": 0.0,
+                "avg_logprob": -0.28,
+                "compression_ratio": 1.23,
+                "no_speech_prob": 0.01,
+            }
+            for index, (start, end, segment_text) in enumerate(segments)
+        ],
+    }
+    if groq:
+        body["x_groq"] = {"id": f"req_fake{next(_ids):06d}"}
+    return Reply(status=200, json=body)
+
+
+def transcription_json(text: str, *, input_tokens: int = 14, output_tokens: int = 45) -> Reply:
+    """200 json transcript of a gpt-4o*-transcribe model (text plus token usage)."""
+    return Reply(
+        status=200,
+        json={
+            "text": text,
+            "usage": {
+                "type": "tokens",
+                "input_tokens": input_tokens,
+                "input_token_details": {"text_tokens": 0, "audio_tokens": input_tokens},
+                "output_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+        },
+    )
+
+
+def speech_ok(audio: bytes, content_type: str = "audio/mpeg") -> Reply:
+    """200 from /audio/speech: the raw audio, labelled with its content-type."""
+    return Reply(status=200, body=audio, headers={"content-type": content_type})
+
+
+def mount_openai_ok(fake: FakeServer, prefix: str = "") -> str:
+    """Script one successful exchange on every endpoint; returns the provider's base_url."""
+    fake.route("POST", f"{base_path(prefix)}/chat/completions", chat_ok("ok"))
+    fake.route("POST", images_path(prefix), images_b64(tiny_png()))
+    fake.route(
+        "POST",
+        transcriptions_path(prefix),
+        transcription_verbose(" Hello world.", [(0.0, 1.0, " Hello world.")], duration=1.0),
+    )
+    fake.route("POST", speech_path(prefix), speech_ok(tiny_mp3()))
+    return f"{fake.url}{base_path(prefix)}"
+
+
+__all__ += [
+    "base_path",
+    "images_b64",
+    "images_path",
+    "images_url",
+    "mount_openai_ok",
+    "speech_ok",
+    "speech_path",
+    "tiny_mp3",
+    "tiny_png",
+    "transcription_json",
+    "transcription_verbose",
+    "transcriptions_path",
+]
