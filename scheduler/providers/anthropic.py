@@ -1,0 +1,275 @@
+"""Anthropic's native Messages API (`POST /v1/messages`), spoken with plain httpx.
+
+Why not the `anthropic` SDK: the call is one small JSON request, the SDK is not a dependency, and
+the classification needs the raw status, headers and body anyway (Anthropic signals "out of
+credit" as a 400, and a tier's monthly spend cap as a 429 that must not be retried).
+
+Wire facts (Anthropic API docs "Messages", "Errors", "Rate limits"; observed bodies in public
+issue reports, see tests/test_anthropic.py):
+
+- headers `x-api-key`, `anthropic-version: 2023-06-01`; `max_tokens` is required; the system
+  prompt is the top-level `system`, not a message;
+- the answer is the `text` blocks of `content[]`; usage is `usage.input_tokens`/`output_tokens`;
+- `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
+  headers, reset as an RFC 3339 instant; `retry-after` seconds on a 429;
+- errors are `{"type": "error", "error": {"type": ..., "message": ..., "details"?: ...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from scheduler.errors import (
+    AuthFailed,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    RejectedInput,
+    Transient,
+    redact,
+)
+from scheduler.providers.base import Adapter
+from scheduler.retry_hints import parse_retry_value, retry_hint
+from scheduler.tasks import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    ProviderResult,
+    RateLimitReport,
+    TaskKind,
+    TextTask,
+    estimate_tokens,
+    text_usage,
+)
+
+API_VERSION = "2023-06-01"
+
+# Out of money: the long-observed 400 text, and the documented billing_error type.
+_CREDIT_TEXT = re.compile(r"credit balance is too low", re.IGNORECASE)
+# A spend limit (the user's own org/workspace limit: 400; the tier's monthly cap: 429 with
+# details.error_code enforced_spend_limit_reached). Both say when access comes back.
+_SPEND_LIMIT_TEXT = re.compile(r"reached your (?:specified )?(?:workspace )?API usage limits", re.I)
+_REGAIN = re.compile(r"regain access on (\d{4}-\d{2}-\d{2}) at (\d{1,2}:\d{2}) UTC", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TRANSIENT_TYPES = frozenset({"overloaded_error", "api_error", "timeout_error"})
+# Header family -> ledger metric.
+_LIMIT_FAMILIES = (
+    ("requests", "requests"),
+    ("tokens", "tokens"),
+    ("input-tokens", "input_tokens"),
+    ("output-tokens", "output_tokens"),
+)
+
+
+class AnthropicAdapter(Adapter):
+    """Text through the Messages API."""
+
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
+    default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+
+    async def text(self, task: TextTask, *, model: str) -> ProviderResult:
+        body: dict[str, Any] = {
+            "model": model,
+            # Required by the API; the same default the reservation assumed.
+            "max_tokens": task.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            "messages": [{"role": "user", "content": task.prompt}],
+        }
+        if task.system:
+            body["system"] = task.system
+        headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        try:
+            response = await self.http.post(
+                f"{self.base_url}/v1/messages",
+                content=json.dumps(body).encode(),
+                headers=headers,
+                timeout=self.timeout_s,
+            )
+        except httpx.TimeoutException:
+            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
+        except httpx.HTTPError as exc:
+            raise Transient(
+                f"connection failed: {type(exc).__name__}", provider=self.name
+            ) from None
+        now = time.time()
+        if response.status_code != 200:
+            raise classify_error(
+                response.status_code,
+                response.headers,
+                response.content,
+                provider=self.name,
+                secret=self.api_key,
+                now=now,
+            )
+        return self._result(response, task, model, now)
+
+    def _result(
+        self, response: httpx.Response, task: TextTask, model: str, now: float
+    ) -> ProviderResult:
+        try:
+            data = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            content_type = response.headers.get("content-type") or "no content type"
+            raise Transient(
+                f"malformed response: not JSON ({content_type})", provider=self.name, status=200
+            ) from None
+        if not isinstance(data, dict):
+            raise Transient("malformed response: not a JSON object", provider=self.name, status=200)
+        if data.get("type") == "error":  # an error object inside a 200
+            raise classify_error(
+                200, response.headers, response.content, provider=self.name, secret=self.api_key
+            )
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise Transient("malformed response: no content[]", provider=self.name, status=200)
+        output = "".join(
+            block["text"]
+            for block in blocks
+            if isinstance(block, dict)
+            and block.get("type") == "text"
+            and isinstance(block.get("text"), str)
+        )
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        # input_tokens excludes prompt-cache reads and writes; all three are input we sent.
+        input_tokens = sum(
+            _int(usage.get(key), 0)
+            for key in ("cache_creation_input_tokens", "cache_read_input_tokens")
+        ) + _int(usage.get("input_tokens"), task.estimate()["input_tokens"])
+        output_tokens = _int(usage.get("output_tokens"), estimate_tokens(output))
+        return ProviderResult(
+            output=output,
+            model=str(data.get("model") or model),
+            usage=text_usage(input_tokens, output_tokens),
+            rate_limits=rate_limit_reports(response.headers, now=now),
+        )
+
+
+def _int(value: object, fallback: float) -> int:
+    """A JSON count, or the fallback when it is missing, not a number, or not finite."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    return int(fallback)
+
+
+def _error_fields(body: object, raw: bytes) -> tuple[str, str, str]:
+    """(error type, message, details.error_code) from an Anthropic error body, or HTML/text."""
+    if not isinstance(body, dict):
+        text = raw.decode("utf-8", "replace")
+        title = _HTML_TITLE.search(text)
+        return "", (title.group(1).strip() if title else text.strip()[:200]), ""
+    error = body.get("error")
+    if not isinstance(error, dict):
+        error = {"message": str(error)} if error is not None else {}
+    details = error.get("details")
+    code = details.get("error_code") if isinstance(details, dict) else None
+    return str(error.get("type") or ""), str(error.get("message") or ""), str(code or "")
+
+
+def _regain_at(message: str) -> float | None:
+    """POSIX time of "You will regain access on 2026-04-01 at 00:00 UTC", if the text says so."""
+    match = _REGAIN.search(message)
+    if match is None:
+        return None
+    try:
+        moment = datetime.strptime(f"{match.group(1)} {match.group(2)}", "%Y-%m-%d %H:%M")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC).timestamp()
+
+
+def _next_month_utc(now: float) -> float:
+    """00:00 UTC on the first day of the next month: when a tier's monthly spend cap lifts."""
+    today = datetime.fromtimestamp(now, UTC)
+    year, month = (today.year + 1, 1) if today.month == 12 else (today.year, today.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+def classify_error(
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    provider: str,
+    secret: str | None = None,
+    now: float | None = None,
+) -> ProviderError:
+    """Map one Anthropic error response to the taxonomy, reading the body, not only the status."""
+    now = time.time() if now is None else now
+    try:
+        body: object = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    etype, message, code = _error_fields(body, raw)
+    hint = retry_hint(
+        headers, body if body is not None else raw.decode("utf-8", "replace"), now=now
+    )
+    # Only an explicit retry-after paces a server error: the rate-limit resets describe
+    # buckets, not what failed.
+    explicit = retry_hint(
+        {k: v for k, v in headers.items() if k.lower() in ("retry-after", "retry-after-ms")},
+        None,
+        now=now,
+    )
+    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
+    kwargs: dict[str, Any] = {"provider": provider, "status": status}
+
+    if status == 402 or etype == "billing_error" or _CREDIT_TEXT.search(message):
+        return QuotaExhausted(text, **kwargs)
+    if code == "enforced_spend_limit_reached" or _SPEND_LIMIT_TEXT.search(message):
+        resets_at = _regain_at(message)
+        if resets_at is None and code == "enforced_spend_limit_reached":
+            resets_at = _next_month_utc(now)
+        if resets_at is None and hint is not None:  # a dated text beats a header
+            resets_at = now + hint
+        return QuotaExhausted(text, resets_at=resets_at, **kwargs)
+    if status == 429 or etype == "rate_limit_error":
+        return RateLimited(text, retry_after=hint, **kwargs)
+    if status in (401, 403) or etype in ("authentication_error", "permission_error"):
+        return AuthFailed(text, **kwargs)
+    if status in (408, 409, 529) or status >= 500 or etype in _TRANSIENT_TYPES or status == 200:
+        return Transient(text, retry_after=explicit, **kwargs)
+    # 400 invalid_request_error (prompt too long, bad parameter), 404 model, 413 too large.
+    return RejectedInput(text, **kwargs)
+
+
+def rate_limit_reports(headers: Mapping[str, str], *, now: float) -> tuple[RateLimitReport, ...]:
+    """Remaining counts from `anthropic-ratelimit-*` headers; resets are RFC 3339 instants."""
+    lower = {key.lower(): value for key, value in headers.items()}
+    reports = []
+    for family, metric in _LIMIT_FAMILIES:
+        prefix = f"anthropic-ratelimit-{family}-"
+        remaining = _number(lower.get(prefix + "remaining"))
+        if remaining is None:
+            continue
+        reset = lower.get(prefix + "reset")
+        wait = parse_retry_value(reset, now=now) if reset else None
+        reports.append(
+            RateLimitReport(
+                metric=metric,
+                remaining=remaining,
+                resets_at=now + wait if wait is not None else None,
+                limit=_number(lower.get(prefix + "limit")),
+            )
+        )
+    return tuple(reports)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+__all__ = ["API_VERSION", "AnthropicAdapter", "classify_error", "rate_limit_reports"]

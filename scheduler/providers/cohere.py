@@ -1,0 +1,251 @@
+"""Cohere v2 Chat (`POST /v2/chat`) through the `cohere` SDK's async v2 client.
+
+The SDK supplies the URL joining, bearer auth and status-to-exception mapping; its own retries are
+off (`max_retries=0` on the client and on every call), ours is the only retry loop. We call the
+raw-response variant (`with_raw_response.chat`) and read the answer's JSON ourselves: the typed
+models hide the `x-trial-endpoint-call-*` headers, and a malformed answer must become a clear
+Transient, not an attribute error deep in the SDK's models.
+
+Wire facts (Cohere docs "Chat API (v2)", "Errors", "Rate limits"; SDK 7.x source; see
+tests/test_cohere.py): errors are `{"id": ..., "message": ...}`; a 429 carries no `retry-after`
+and no rate-limit headers; the trial key's 1,000 calls a month also ends in a 429, told apart by
+its text; 402 is a billing limit that lifts at the start of next month.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from scheduler.errors import (
+    AuthFailed,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    RejectedInput,
+    Transient,
+    redact,
+)
+from scheduler.providers.base import Adapter
+from scheduler.retry_hints import retry_hint
+from scheduler.tasks import (
+    ProviderResult,
+    RateLimitReport,
+    TaskKind,
+    TextTask,
+    estimate_tokens,
+    text_usage,
+)
+
+# "You are using a Trial key, which is limited to 1000 API calls / month." -- per month, not
+# per minute: waiting seconds will not help.
+_MONTHLY = re.compile(r"/\s*month|per month|monthly", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+# The trial per-minute window is rolling: a slot comes back within a minute.
+_TRIAL_WINDOW_S = 60.0
+
+
+class CohereAdapter(Adapter):
+    """Text through Cohere's v2 chat endpoint."""
+
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
+    default_base_url: ClassVar[str | None] = "https://api.cohere.com"
+
+    _client: Any = None
+
+    def _sdk(self) -> Any:
+        """The SDK client, built once per adapter with our base URL, key, timeout and httpx."""
+        if self._client is None:
+            import cohere  # imported when this provider is first called
+
+            self._client = cohere.AsyncClientV2(
+                # The SDK falls back to $CO_API_KEY and raises without one; the server decides.
+                api_key=self.api_key or "no-key",
+                base_url=self.base_url,
+                timeout=self.timeout_s,
+                max_retries=0,
+                httpx_client=self.http,
+                log_warning_experimental_features=False,
+            )
+        return self._client
+
+    async def text(self, task: TextTask, *, model: str) -> ProviderResult:
+        messages = []
+        if task.system:
+            messages.append({"role": "system", "content": task.system})
+        messages.append({"role": "user", "content": task.prompt})
+        kwargs: dict[str, Any] = {"model": model, "messages": messages}
+        if task.max_tokens:
+            kwargs["max_tokens"] = task.max_tokens
+        response = await self._chat(kwargs)
+        return self._result(response, task, model, time.time())
+
+    async def _chat(self, kwargs: dict[str, Any]) -> httpx.Response:
+        from cohere.core.api_error import ApiError
+        from cohere.core.parse_error import ParsingError
+
+        try:
+            raw = await self._sdk().with_raw_response.chat(
+                **kwargs, request_options={"max_retries": 0, "timeout": self.timeout_s}
+            )
+        except ApiError as exc:
+            raise classify_error(
+                exc.status_code or 0,
+                exc.headers or {},
+                exc.body,
+                provider=self.name,
+                secret=self.api_key,
+            ) from None
+        except ParsingError:
+            raise Transient(
+                "malformed response: the answer does not match the chat schema",
+                provider=self.name,
+                status=200,
+            ) from None
+        except httpx.TimeoutException:
+            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
+        except httpx.HTTPError as exc:
+            raise Transient(
+                f"connection failed: {type(exc).__name__}", provider=self.name
+            ) from None
+        response: httpx.Response = raw.response
+        return response
+
+    def _result(
+        self, response: httpx.Response, task: TextTask, model: str, now: float
+    ) -> ProviderResult:
+        try:
+            data = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):  # the SDK parsed it once; be total anyway
+            raise Transient(
+                "malformed response: not JSON", provider=self.name, status=200
+            ) from None
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, dict):
+            raise Transient("malformed response: no message", provider=self.name, status=200)
+        if data.get("finish_reason") == "ERROR":
+            raise Transient(
+                "generation failed (finish_reason ERROR)", provider=self.name, status=200
+            )
+        content = message.get("content") or []
+        if isinstance(content, str):
+            output = content
+        elif isinstance(content, list):
+            output = "".join(
+                part["text"]
+                for part in content
+                if isinstance(part, dict)
+                and part.get("type") == "text"
+                and isinstance(part.get("text"), str)
+            )
+        else:
+            raise Transient(
+                "malformed response: message.content is not a list", provider=self.name, status=200
+            )
+        input_tokens, output_tokens = _token_counts(data.get("usage"))
+        return ProviderResult(
+            output=output,
+            model=model,  # the v2 answer does not name the model
+            usage=text_usage(
+                input_tokens if input_tokens is not None else int(task.estimate()["input_tokens"]),
+                output_tokens if output_tokens is not None else estimate_tokens(output),
+            ),
+            rate_limits=rate_limit_reports(response.headers, now=now),
+        )
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def _token_counts(usage: object) -> tuple[int | None, int | None]:
+    """(input, output) from `usage.tokens`, falling back to `usage.billed_units` per count."""
+    if not isinstance(usage, dict):
+        return None, None
+    counts: list[int | None] = [None, None]
+    for section in ("tokens", "billed_units"):
+        part = usage.get(section)
+        if not isinstance(part, dict):
+            continue
+        for i, key in enumerate(("input_tokens", "output_tokens")):
+            if counts[i] is None:
+                counts[i] = _count(part.get(key))
+    return counts[0], counts[1]
+
+
+def _message(body: object) -> str:
+    """The text of a Cohere error body (`{"message": ...}`), or of an HTML/text page."""
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("detail") or body.get("error") or ""
+        return message if isinstance(message, str) else json.dumps(message)
+    if isinstance(body, bytes | bytearray):
+        body = body.decode("utf-8", "replace")
+    text = str(body or "")
+    title = _HTML_TITLE.search(text)
+    return title.group(1).strip() if title else text.strip()[:200]
+
+
+def classify_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: object,
+    *,
+    provider: str,
+    secret: str | None = None,
+    now: float | None = None,
+) -> ProviderError:
+    """Map one Cohere error (status, headers, decoded body or text) to the taxonomy."""
+    now = time.time() if now is None else now
+    if isinstance(body, str | bytes | bytearray):  # the SDK hands over text it could not parse
+        text_body = body.decode("utf-8", "replace") if not isinstance(body, str) else body
+        try:
+            body = json.loads(text_body)
+        except ValueError:
+            body = text_body
+    message = _message(body)
+    hint = retry_hint(headers, body if body is not None else "", now=now)
+    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
+    kwargs: dict[str, Any] = {"provider": provider, "status": status}
+
+    if status == 200:  # the SDK could not decode a successful answer
+        return Transient(f"malformed response: not JSON ({message[:80]})", **kwargs)
+    if status == 402:
+        return QuotaExhausted(text, **kwargs)
+    if status == 429:
+        if _MONTHLY.search(message):
+            # No reset date is sent: the provider's monthly quota rule says when.
+            return QuotaExhausted(text, **kwargs)
+        return RateLimited(text, retry_after=hint, **kwargs)
+    if status in (401, 403):
+        return AuthFailed(text, **kwargs)
+    if status in (408, 409, 499) or status >= 500 or status == 0:
+        return Transient(text, retry_after=hint, **kwargs)
+    # 400 too many tokens / bad field, 404 unknown model, 422, 498 blocked by usage guidelines.
+    return RejectedInput(text, **kwargs)
+
+
+def rate_limit_reports(headers: Mapping[str, str], *, now: float) -> tuple[RateLimitReport, ...]:
+    """The trial key's per-minute count (`x-trial-endpoint-call-{limit,remaining}`), if sent."""
+    lower = {key.lower(): value for key, value in headers.items()}
+    try:
+        remaining = float(lower["x-trial-endpoint-call-remaining"])
+    except (KeyError, ValueError):
+        return ()
+    if not math.isfinite(remaining):
+        return ()
+    try:
+        limit: float | None = float(lower.get("x-trial-endpoint-call-limit", ""))
+    except ValueError:
+        limit = None
+    return (RateLimitReport("requests", remaining, now + _TRIAL_WINDOW_S, limit),)
+
+
+__all__ = ["CohereAdapter", "classify_error", "rate_limit_reports"]
