@@ -131,6 +131,10 @@ class Dispatcher:
         if not is_billable(provider.pricing):
             return 0.0
         usage = task.estimate()
+        cls = adapter_class(provider.adapter)
+        model = task.model or provider.models.get(task.kind)
+        if cls is not None and model:  # the adapter knows units such as credits per image
+            usage = cls.estimate(task, model=model)
         usage["usd"] = list_price(usage, provider.pricing)
         free = self.ledger.free_remaining(name, provider.quotas, time.time())
         return usage["usd"] * paid_share(usage, free, billable=True)
@@ -204,7 +208,7 @@ class Dispatcher:
         provider = self.config.providers[name]
         adapter = self._adapter(name, key)
         key_fp = fingerprint(key) if key else None
-        estimate = task.estimate()
+        estimate = adapter.estimate(task, model=model)
         settings = self.config.settings
         started = time.perf_counter()
         tries = 0

@@ -49,6 +49,16 @@ class Adapter:
         self.timeout_s = timeout_s
         self.base_url = (config.base_url or self.default_base_url or "").rstrip("/")
 
+    @classmethod
+    def estimate(cls, task: Task, *, model: str) -> dict[str, float]:
+        """What one call may consume, in the ledger's metrics, for the reservation before it.
+
+        The task's own estimate covers requests, tokens, images, characters and audio seconds;
+        an adapter whose provider bills in its own unit (credits per image, say) adds it here,
+        so the provider's quota rule for that unit is checked before the call, not after.
+        """
+        return task.estimate()
+
     async def run(self, task: Task, *, model: str) -> ProviderResult:
         """Serve `task` with `model`; raises a ProviderError subclass on failure."""
         if isinstance(task, TextTask):
