@@ -1,0 +1,302 @@
+"""Google Gemini's native `generateContent` API, spoken through the `google-genai` SDK.
+
+`google-generativeai` reached end of life; its successor `google-genai` is the supported client. We
+build it with our shared httpx client (so the SDK never picks aiohttp or opens its own pool), its
+retries off (one attempt: the dispatcher owns the only retry loop), our timeout (the SDK takes
+milliseconds) and the configured base URL (scheme and host; the SDK appends `v1beta/models/...`).
+
+Gemini tells "slow down" from "no more today" only in the error body: a 429 `RESOURCE_EXHAUSTED`
+whose `QuotaFailure` names a `...PerDay...` quota, or whose message says `limit: 0` (no free quota
+for this model at all), will not clear in the 30-odd seconds its `RetryInfo` suggests, so those are
+QuotaExhausted with no reset time: the provider's own day rule (midnight America/Los_Angeles) knows
+when the window turns. Prepaid credit running out is a 402.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from scheduler.errors import (
+    AuthFailed,
+    InputError,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    RejectedInput,
+    Transient,
+    redact,
+)
+from scheduler.providers.base import Adapter
+from scheduler.retry_hints import retry_hint
+from scheduler.tasks import (
+    MultimodalTask,
+    ProviderResult,
+    TaskKind,
+    TextTask,
+    estimate_tokens,
+    text_usage,
+)
+
+if TYPE_CHECKING:
+    from google.genai import Client
+
+API_VERSION = "v1beta"
+
+_NO_FREE_QUOTA = re.compile(r"\blimit: 0\b")
+# Not "billing": every per-minute 429 says "please check your plan and billing details".
+_CREDITS_GONE = re.compile(r"prepayment credits|credits are depleted", re.IGNORECASE)
+_BAD_KEY = re.compile(r"API key not valid|API key expired|API_KEY_INVALID", re.IGNORECASE)
+# A candidate that ends for one of these reasons without text is a refusal, not a glitch.
+_REFUSED_FINISH = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+)
+
+
+class GeminiAdapter(Adapter):
+    """Text and multimodal (prompt + one image or audio file) through `generateContent`."""
+
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text", "multimodal"})
+    default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
+
+    _client: Client | None = None
+
+    def _sdk(self) -> Client:
+        """The SDK client, built once per adapter on first use (the SDK import is slow)."""
+        if self._client is None:
+            if not self.api_key:
+                raise AuthFailed("no API key", provider=self.name)
+            from google import genai
+            from google.genai import types
+
+            self._client = genai.Client(
+                vertexai=False,  # never let GOOGLE_GENAI_USE_VERTEXAI redirect us
+                api_key=self.api_key,
+                http_options=types.HttpOptions(
+                    base_url=self.base_url,
+                    api_version=API_VERSION,
+                    timeout=max(1, math.ceil(self.timeout_s * 1000)),  # milliseconds
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                    httpx_async_client=self.http,
+                ),
+            )
+        return self._client
+
+    async def text(self, task: TextTask, *, model: str) -> ProviderResult:
+        from google.genai import types
+
+        contents = [types.Content(role="user", parts=[types.Part.from_text(text=task.prompt)])]
+        response = await self._generate(model, contents, task.system, task.max_tokens)
+        return self._result(response, model, task)
+
+    async def multimodal(self, task: MultimodalTask, *, model: str) -> ProviderResult:
+        from google.genai import types
+
+        try:
+            data = task.media.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {task.media}: {exc.strerror or exc}") from None
+        parts = [
+            types.Part.from_text(text=task.prompt),
+            types.Part.from_bytes(data=data, mime_type=task.mime_type),
+        ]
+        contents = [types.Content(role="user", parts=parts)]
+        response = await self._generate(model, contents, None, task.max_tokens)
+        return self._result(response, model, task)
+
+    def _result(self, response: Any, model: str, task: TextTask | MultimodalTask) -> ProviderResult:
+        """The answer and its usage; counts the provider left out fall back to the estimates."""
+        output, result_model, prompt_tokens, output_tokens = self._read(response, model)
+        usage = text_usage(
+            prompt_tokens if prompt_tokens is not None else int(task.estimate()["input_tokens"]),
+            output_tokens if output_tokens is not None else estimate_tokens(output),
+        )
+        if isinstance(task, MultimodalTask) and task.is_audio and task.audio_seconds:
+            usage["audio_seconds"] = task.audio_seconds  # measured before the call
+        return ProviderResult(output=output, model=result_model, usage=usage)
+
+    async def _generate(
+        self, model: str, contents: list[Any], system: str | None, max_tokens: int | None
+    ) -> Any:
+        """One `generateContent` call; every failure leaves as a taxonomy error."""
+        import httpx
+        from google.genai import errors, types
+
+        config = types.GenerateContentConfig(
+            system_instruction=system or None,
+            max_output_tokens=max_tokens or None,
+            # One request per call: no function-calling loop, no continuation follow-ups.
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            automatic_continuation=False,
+        )
+        try:
+            return await self._sdk().aio.models.generate_content(
+                model=model, contents=contents, config=config
+            )
+        except errors.APIError as exc:
+            raise self._classify(exc) from None
+        except httpx.TimeoutException:
+            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
+        except httpx.TransportError as exc:
+            raise Transient(
+                f"connection failed: {type(exc).__name__}", provider=self.name
+            ) from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A 200 whose body is not JSON or not the documented shape (the SDK's json.loads
+            # and pydantic models raise these).
+            raise Transient(
+                redact(f"malformed response: {type(exc).__name__}", self.api_key),
+                provider=self.name,
+                status=200,
+            ) from None
+
+    def _read(self, response: Any, model: str) -> tuple[str, str, int | None, int | None]:
+        """(text, model, prompt tokens, output tokens) from a GenerateContentResponse."""
+        try:
+            candidates = response.candidates or []
+            if not candidates:
+                feedback = response.prompt_feedback
+                reason = getattr(feedback, "block_reason", None) if feedback else None
+                if reason:
+                    detail = getattr(feedback, "block_reason_message", None) or ""
+                    raise RejectedInput(
+                        redact(
+                            f"prompt blocked: {_enum_name(reason)} {detail}".strip(), self.api_key
+                        ),
+                        provider=self.name,
+                        status=200,
+                    )
+                raise Transient("malformed response: no candidates", provider=self.name, status=200)
+            candidate = candidates[0]
+            if candidate.content is None and candidate.finish_reason is None:
+                raise Transient(
+                    "malformed response: candidate without content", provider=self.name, status=200
+                )
+            parts = (candidate.content.parts if candidate.content else None) or []
+            # Thought summaries are the model's notes to itself, not the answer.
+            output = "".join(part.text for part in parts if part.text and not part.thought)
+            finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else ""
+            if not output and finish in _REFUSED_FINISH:
+                raise RejectedInput(
+                    f"answer withheld: finishReason {finish}", provider=self.name, status=200
+                )
+            meta = response.usage_metadata
+            prompt_tokens = _count(meta.prompt_token_count) if meta else None
+            answer_tokens = _count(meta.candidates_token_count) if meta else None
+            thoughts = (_count(meta.thoughts_token_count) if meta else None) or 0
+        except (AttributeError, TypeError):
+            raise Transient(
+                "malformed response: unexpected candidate shape", provider=self.name, status=200
+            ) from None
+        # Thinking tokens are billed as output tokens, so they count against the budget too.
+        output_tokens = answer_tokens + thoughts if answer_tokens is not None else None
+        if output_tokens is None and thoughts:
+            output_tokens = thoughts + estimate_tokens(output)
+        return output, str(response.model_version or model), prompt_tokens, output_tokens
+
+    def _classify(self, exc: Any) -> ProviderError:
+        """The SDK's APIError (code, status, message, details = the decoded body) -> taxonomy."""
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        return classify_error(
+            int(getattr(exc, "code", 0) or 0),
+            getattr(exc, "details", None),
+            headers if isinstance(headers, Mapping) else None,
+            provider=self.name,
+            secret=self.api_key,
+        )
+
+
+def _enum_name(value: object) -> str:
+    """The wire name of an SDK enum (or the raw string when the SDK did not know the value)."""
+    name = getattr(value, "name", None)
+    return str(name if isinstance(name, str) else value)
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def _google_error(body: object) -> Mapping[str, Any]:
+    """The `error` object of a Google RPC error body (the SDK may hand us it or its parent)."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    if not isinstance(body, Mapping):
+        return {}
+    error = body.get("error", body)
+    return error if isinstance(error, Mapping) else {}
+
+
+def _details(error: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    details = error.get("details")
+    return [d for d in details if isinstance(d, Mapping)] if isinstance(details, list) else []
+
+
+def _quota_ids(error: Mapping[str, Any]) -> list[str]:
+    """Every `quotaId` in the body's google.rpc.QuotaFailure violations."""
+    ids = []
+    for detail in _details(error):
+        violations = detail.get("violations")
+        for violation in violations if isinstance(violations, list) else ():
+            if isinstance(violation, Mapping) and isinstance(violation.get("quotaId"), str):
+                ids.append(violation["quotaId"])
+    return ids
+
+
+def _reasons(error: Mapping[str, Any]) -> set[str]:
+    """Every google.rpc.ErrorInfo `reason` (e.g. API_KEY_INVALID)."""
+    return {str(d["reason"]) for d in _details(error) if isinstance(d.get("reason"), str)}
+
+
+def classify_error(
+    status: int,
+    body: object,
+    headers: Mapping[str, str] | None,
+    *,
+    provider: str,
+    secret: str | None = None,
+    now: float | None = None,
+) -> ProviderError:
+    """Map one Gemini error (HTTP status + decoded Google RPC body) to the taxonomy."""
+    now = time.time() if now is None else now
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            body = {"message": body.decode("utf-8", "replace") if isinstance(body, bytes) else body}
+    error = _google_error(body)
+    message = str(error.get("message") or "")
+    rpc_status = str(error.get("status") or "")
+    text = redact(f"HTTP {status} {rpc_status}: {message}".strip().rstrip(":"), secret)[:300]
+    quota_ids = _quota_ids(error)
+
+    if status == 402 or (rpc_status == "RESOURCE_EXHAUSTED" and _CREDITS_GONE.search(message)):
+        return QuotaExhausted(text, provider=provider, status=status)
+    if status == 429 or rpc_status == "RESOURCE_EXHAUSTED":
+        if _NO_FREE_QUOTA.search(message) or any("PerDay" in qid for qid in quota_ids):
+            # RetryInfo (~40 s) is wrong for a daily quota: the window resets at midnight
+            # Pacific, which the provider's own day rule knows. No hint, no resets_at.
+            return QuotaExhausted(text, provider=provider, status=status)
+        hint = retry_hint(headers, body, now=now)
+        return RateLimited(text, provider=provider, status=status, retry_after=hint)
+    if status in (401, 403) or rpc_status in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return AuthFailed(text, provider=provider, status=status)
+    if status == 400 and (_reasons(error) & {"API_KEY_INVALID"} or _BAD_KEY.search(message)):
+        return AuthFailed(text, provider=provider, status=status)
+    if status == 400 and rpc_status == "FAILED_PRECONDITION":
+        # "User location is not supported", "free tier not available in your country": no
+        # request of ours will succeed until the account (or where it calls from) changes.
+        return AuthFailed(text, provider=provider, status=status)
+    if status in (408, 409, 425, 499) or status >= 500 or status < 400:
+        hint = retry_hint(headers, body, now=now)
+        return Transient(text, provider=provider, status=status, retry_after=hint)
+    return RejectedInput(text, provider=provider, status=status)
+
+
+__all__ = ["API_VERSION", "GeminiAdapter", "classify_error"]
