@@ -25,13 +25,17 @@ async def _main(
     config, _ = load_config(config_path)
     ledger = Ledger.open(db, lease_s=config.settings.reservation_lease_s)
     served: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
     async with make_client(config.settings.timeout_s) as http:
         dispatcher = Dispatcher(config, ledger, KeyStore(), http)
         time.sleep(max(0.0, start_at - time.time()))
         for index in range(count):
             run = await dispatcher.run(TextTask(prompt=f"task {index}", max_tokens=max_tokens))
             served[run.provider or "none"] += 1
-    print(json.dumps(dict(served)))  # noqa: T201 - the parent reads this
+            for attempt in run.attempts:
+                if attempt.outcome == "skipped" and attempt.error:
+                    refusals[attempt.error.split(" (")[0]] += 1
+    print(json.dumps({"served": dict(served), "refusals": dict(refusals)}))  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, clean_env, openai_provider, write_config
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer
@@ -18,7 +20,9 @@ PROCESSES = 8
 TASKS = 50
 
 
-def _run_workers(config: Path, db: Path, max_tokens: int | None = None) -> Counter[str]:
+def _run_workers(
+    config: Path, db: Path, max_tokens: int | None = None, refusals: Counter[str] | None = None
+) -> Counter[str]:
     start_at = time.time() + 4.0  # every worker imports first, then all start together
     args = [str(config), str(db), str(TASKS), str(start_at)]
     if max_tokens is not None:
@@ -38,7 +42,10 @@ def _run_workers(config: Path, db: Path, max_tokens: int | None = None) -> Count
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-        served.update(json.loads(out))
+        summary = json.loads(out)
+        served.update(summary["served"])
+        if refusals is not None:
+            refusals.update(summary["refusals"])
     return served
 
 
@@ -99,3 +106,30 @@ def test_token_limit_with_estimate_then_correction(tmp_path: Path, fake: FakeSer
     # workers may still be in flight and refuse the last candidates, never more.
     assert 75 - (PROCESSES - 1) <= to_a <= 75
     assert used + estimate > limit - estimate * (PROCESSES - 1)
+
+
+def test_no_overspend_of_a_daily_budget_across_processes(tmp_path: Path, fake: FakeServer) -> None:
+    # Every call costs $0.01 (one request at $0.01); 400 calls against a $1.00 daily budget.
+    fake.route("POST", shapes.chat_path("a"), default=shapes.chat_ok("paid"))
+    config = write_config(
+        tmp_path / "providers.yaml",
+        {"a": openai_provider(fake.base_url("a"), "A_KEY") + "\npricing: {usd_per_request: 0.01}"},
+        {"text": ["a"]},
+        settings="allow_paid: true\nbudget: {daily_usd: 1.0}",
+    )
+    db = tmp_path / "quota.db"
+    refusals: Counter[str] = Counter()
+
+    served = _run_workers(config, db, refusals=refusals)
+
+    conn = sqlite3.connect(db)
+    (spend,) = conn.execute("SELECT SUM(cost_usd) FROM calls").fetchone()
+    assert spend <= 1.0 + 1e-9  # never past the budget
+    assert fake.count(shapes.chat_path("a")) == served["a"] == 100  # exactly $1.00 worth
+    assert spend == pytest.approx(1.0)
+    # every refused call was skipped for the budget, and said so
+    assert refusals == Counter({"daily budget $1.00 would be exceeded": 300})
+    assert served["none"] == 300
+    assert conn.execute(
+        "SELECT used, reserved FROM usage_windows WHERE provider = '*budget*'"
+    ).fetchone() == (pytest.approx(1.0), 0.0)

@@ -9,6 +9,9 @@ import typer
 app = typer.Typer(help="Inspect the quota ledger.", no_args_is_help=True)
 
 
+_SPEND_KEYS = ("cost_usd", "list_usd", "saved_usd", "budgets", "resets")
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
 
@@ -21,14 +24,23 @@ def report(
     """Used, reserved and remaining quota per provider and window, next resets with their zone,
     provider state, and calls and failure rate over the last 24 hours."""
     from scheduler.ledger.report import quota_report
+    from scheduler.ledger.spend import spend_report
     from scheduler.windows import format_instant
 
     state = ctx.obj
     reports = quota_report(state.config(), state.ledger(), state.keys())
+    spend = {
+        period: spend_report(state.config(), state.ledger(), period).as_dict()
+        for period in ("day", "month")
+    }
     if as_json:
         typer.echo(
             json.dumps(
                 {
+                    "spend": {
+                        period: {key: figures[key] for key in _SPEND_KEYS}
+                        for period, figures in spend.items()
+                    },
                     "providers": [
                         {
                             "provider": r.provider,
@@ -54,7 +66,7 @@ def report(
                             ],
                         }
                         for r in reports
-                    ]
+                    ],
                 }
             )
         )
@@ -93,7 +105,16 @@ def report(
                 f"{r.failures_24h} ({rate})" if first else "",
                 status if first else "",
             )
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    for period, figures in spend.items():
+        line = (
+            f"spend this {period}: ${figures['cost_usd']:.4f} paid,"
+            f" ${figures['saved_usd']:.4f} saved by free tiers"
+        )
+        for budget in figures["budgets"]:  # type: ignore[attr-defined]
+            line += f"; budget {budget['scope']} ${budget['left_usd']:.4f} left"
+        console.print(line, highlight=False)
 
 
 __all__ = ["app"]

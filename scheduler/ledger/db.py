@@ -46,6 +46,16 @@ MIGRATIONS.append(("0001_initial", _initial_schema))
 MIGRATIONS.append(("0002_daily_summaries", _initial_schema))
 
 
+def _add_list_usd(conn: sqlite3.Connection) -> None:
+    """calls.list_usd: each call at list price, so reports can say what free usage saved."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    if "list_usd" not in columns:
+        conn.execute("ALTER TABLE calls ADD COLUMN list_usd FLOAT NOT NULL DEFAULT 0")
+
+
+MIGRATIONS.append(("0003_calls_list_usd", _add_list_usd))
+
+
 def resolve_db_target(cli_value: str | None = None) -> str:
     """`--db`, then $SCHED_DB, then ./quota.db. A path or a SQLAlchemy URL."""
     return cli_value or os.environ.get(DB_ENV) or DEFAULT_DB

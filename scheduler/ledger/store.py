@@ -50,7 +50,7 @@ _SETTLE_WINDOW = (
 )
 _INSERT_CALL = (
     "INSERT INTO calls (ts, task, provider, model, outcome, error, latency_ms, tries, usage,"
-    " cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cost_usd, list_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -128,6 +128,11 @@ class CallRecord:
     usage: Mapping[str, float] | None = None
     cost_usd: float = 0.0
     error: str | None = None
+
+    @property
+    def list_usd(self) -> float:
+        """The call at list price (what it would have cost with no free allowance)."""
+        return float((self.usage or {}).get("usd", 0.0))
 
 
 class Ledger:
@@ -284,10 +289,22 @@ class Ledger:
                 continue
             owner = BUDGET_SCOPE if budget.scope is None else provider
             start, end = budget.window.bounds(now)
-            row = conn.execute(
-                _RESERVE_WINDOW,
-                (owner, budget.rule_id, start, "cost_usd", budget.per, end, cost, budget.limit_usd),
-            ).fetchone()
+            # The upsert's condition guards only an existing window row: check a new one here.
+            row = None
+            if cost <= _money(budget):
+                row = conn.execute(
+                    _RESERVE_WINDOW,
+                    (
+                        owner,
+                        budget.rule_id,
+                        start,
+                        "cost_usd",
+                        budget.per,
+                        end,
+                        cost,
+                        _money(budget),
+                    ),
+                ).fetchone()
             if row is None:
                 which = "daily" if budget.per == "day" else "monthly"
                 whose = "" if budget.scope is None else f" {provider}"
@@ -446,6 +463,7 @@ class Ledger:
                 record.tries,
                 json.dumps(dict(record.usage or {})),
                 record.cost_usd,
+                record.list_usd,
             ),
         )
 
@@ -531,6 +549,12 @@ class Ledger:
 
 def _describe(rule: QuotaRule) -> str:
     return f"{rule.limit:g} {rule.metric} per {rule.per}"
+
+
+def _money(budget: BudgetLimit) -> float:
+    """The budget as compared: 100 calls of $0.01 sum to 1.0000000000000007 in floating point,
+    and must still fit a $1.00 budget (one part in 10^9 is far below a cent)."""
+    return budget.limit_usd * (1 + 1e-9)
 
 
 def _soft(rule: QuotaRule, spend: SpendPolicy | None) -> bool:

@@ -68,7 +68,8 @@ class Call(SQLModel, table=True):
     latency_ms: float = _default(0)
     tries: int = _default(1)
     usage: str = _default("{}")  # JSON {metric: amount}
-    cost_usd: float = _default(0)
+    cost_usd: float = _default(0)  # what the user paid
+    list_usd: float = _default(0)  # the same usage at list price ("saved" = list - cost)
 
 
 class ProviderState(SQLModel, table=True):
