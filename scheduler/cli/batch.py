@@ -106,8 +106,10 @@ def _summary(
     from scheduler.cli.render import trace_line, trace_lines
 
     table = Table(title="Batch summary", title_justify="left")
-    for column in ("file", "provider", "outcome", "audio s", "detail"):
-        table.add_column(column)
+    table.add_column("file", no_wrap=True)  # a path cut in two can't be found or pasted
+    for column in ("provider", "outcome", "audio s"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", overflow="fold")
     served: Counter[str] = Counter()
     for path, run, _ in rows:
         if run is None:
@@ -119,7 +121,7 @@ def _summary(
             table.add_row(str(path), run.provider or "", "ok", seconds, "")
         else:
             table.add_row(str(path), "-", "failed", seconds, trace_line(run))
-    console = Console(stderr=True, width=160)
+    console = Console(stderr=True, width=200)
     console.print(table)
     done = sum(served.values())
     by_provider = ", ".join(f"{name} {count}" for name, count in served.most_common())

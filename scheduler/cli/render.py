@@ -29,6 +29,8 @@ def attempt_summary(attempt: Attempt, usage: dict[str, float] | None = None) -> 
 
 
 def trace_line(run: RunResult) -> str:
+    if not run.attempts:
+        return f"no provider in the table serves {run.task.kind}"
     usage = run.result.usage if run.result else None
     return " · ".join(attempt_summary(attempt, usage) for attempt in run.attempts)
 
