@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from scheduler.config.keys import KeyStore, fingerprint
 from scheduler.cost import is_billable, list_price, paid_share
 from scheduler.errors import InputError, ProviderError, RateLimited, Transient
 from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
+from scheduler.load import LoadReading, read_load
 from scheduler.providers.registry import adapter_class
 from scheduler.tasks import ProviderResult, Task
 
@@ -66,6 +67,7 @@ class RunResult:
     attempts: tuple[Attempt, ...]
     result: ProviderResult | None = None
     provider: str | None = None
+    placement: str | None = None  # where the local backend went in the order, and why
 
     @property
     def cost_usd(self) -> float:
@@ -106,24 +108,46 @@ class Dispatcher:
     strategy: Strategy | None = None  # --strategy; None: the table's setting
     free_only: bool = False  # --free-only
     max_cost: float | None = None  # --max-cost: what this run may still spend, in USD
+    load_reader: Callable[[], LoadReading] = read_load  # replaced in tests
     _adapters: dict[str, Adapter] = field(default_factory=dict)
 
     def candidates(self, task: Task, only: str | None = None) -> tuple[str, ...]:
         """Provider names in the order they are tried for this task."""
+        return self._ordered(task, only)[0]
+
+    def _ordered(self, task: Task, only: str | None) -> tuple[tuple[str, ...], str | None]:
+        """The order of `candidates` and where the local backend went in it, and why."""
         if only is not None:
             if only not in self.config.providers:
                 known = ", ".join(sorted(self.config.providers))
                 raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
-            return (only,)
+            return (only,), None
         names = tuple(self.config.tasks.get(task.kind, ()))
         strategy = self.strategy or self.config.settings.strategy
         if strategy == "cheapest":  # sorted() is stable: ties keep table order
-            return tuple(sorted(names, key=lambda name: self.estimated_cost(name, task)))
-        if strategy == "fastest":
+            names = tuple(sorted(names, key=lambda name: self.estimated_cost(name, task)))
+        elif strategy == "fastest":
             medians = self.ledger.median_latency_ms(task.kind, time.time() - FASTEST_WINDOW_S)
             measured = sorted((n for n in names if n in medians), key=lambda n: medians[n])
-            return (*measured, *(n for n in names if n not in medians))
-        return names
+            names = (*measured, *(n for n in names if n not in medians))
+        return self.place_local(names)
+
+    def place_local(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+        """Local backends go first while this machine's load is under `prefer_local_below_load`,
+        last otherwise (or always last when it is null). Returns the order and why."""
+        local = [n for n in names if self.config.providers[n].adapter == "local"]
+        if not local:
+            return names, None
+        hosted = [n for n in names if n not in local]
+        threshold = self.config.settings.prefer_local_below_load
+        if threshold is None:
+            return (*hosted, *local), "local last (prefer_local_below_load is null)"
+        reading = self.load_reader()
+        if reading.value < threshold:
+            why = f"local first: {reading.source} {reading.value:.0%} < {threshold:.0%}"
+            return (*local, *hosted), why
+        why = f"local last: {reading.source} {reading.value:.0%} >= {threshold:.0%}"
+        return (*hosted, *local), why
 
     def estimated_cost(self, name: str, task: Task) -> float:
         """What this very task would cost on `name` now, free allowances considered."""
@@ -160,12 +184,13 @@ class Dispatcher:
 
     async def run(self, task: Task, *, only: str | None = None) -> RunResult:
         attempts: list[Attempt] = []
-        for name in self.candidates(task, only):
+        names, placement = self._ordered(task, only)
+        for name in names:
             attempt, result = await self._try(name, task)
             attempts.append(attempt)
             if result is not None:
-                return RunResult(task, tuple(attempts), result, name)
-        return RunResult(task, tuple(attempts))
+                return RunResult(task, tuple(attempts), result, name, placement)
+        return RunResult(task, tuple(attempts), placement=placement)
 
     def _precheck(self, name: str, task: Task) -> tuple[str | None, str | None, str | None]:
         """(skip reason, model, key) from configuration alone, before touching the ledger."""
@@ -207,6 +232,9 @@ class Dispatcher:
             return Attempt(name, "skipped", skip, model=model), None
         provider = self.config.providers[name]
         adapter = self._adapter(name, key)
+        missing = await adapter.unavailable(task, model=model)
+        if missing is not None:
+            return Attempt(name, "skipped", missing, model=model), None
         key_fp = fingerprint(key) if key else None
         estimate = adapter.estimate(task, model=model)
         settings = self.config.settings

@@ -36,8 +36,8 @@ def trace_line(run: RunResult) -> str:
 
 
 def trace_lines(run: RunResult) -> list[str]:
-    """The -v trace: one line per candidate with model, tries and latency."""
-    lines = []
+    """The -v trace: where local was placed, then one line per candidate."""
+    lines = [f"  ({run.placement})"] if run.placement else []
     for attempt in run.attempts:
         detail = f"model={attempt.model}" if attempt.model else ""
         if attempt.tries:

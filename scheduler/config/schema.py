@@ -106,6 +106,20 @@ class Pricing(_Strict):
     usd_per_credit: float | None = Field(default=None, ge=0)
 
 
+class LocalOptions(_Strict):
+    """How the `local` adapter runs its in-process engines on this machine."""
+
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when CTranslate2 sees a GPU
+    compute_type: str | None = None  # default float16 on CUDA, int8 on CPU
+    vad_filter: bool = False  # skip silence with faster-whisper's voice activity detection
+    # Text to speech: espeak-ng on PATH, or an OpenAI-compatible speech server (VoxCPM,
+    # Kokoro, ... at e.g. http://localhost:8880/v1) when `tts_base_url` is set.
+    tts_base_url: str | None = None
+    # A local OpenAI-compatible server must accept a connection within this long, or `local`
+    # is skipped as not reachable instead of hanging a run.
+    connect_timeout_s: float = Field(default=0.2, gt=0, le=5)
+
+
 class Budget(_Strict):
     """Spending caps in USD; null means no cap."""
 
@@ -125,6 +139,7 @@ class ProviderConfig(_Strict):
     quotas: tuple[QuotaRule, ...] = ()
     pricing: Pricing = Field(default_factory=Pricing)
     budget: Budget | None = None  # this provider's own caps, beside the global one
+    options: LocalOptions = Field(default_factory=LocalOptions)  # used by the local adapter
 
     @field_validator("quotas")
     @classmethod
@@ -213,6 +228,7 @@ __all__ = [
     "Budget",
     "Config",
     "CronSettings",
+    "LocalOptions",
     "Pricing",
     "ProviderConfig",
     "QuotaRule",

@@ -49,6 +49,12 @@ class Adapter:
         self.timeout_s = timeout_s
         self.base_url = (config.base_url or self.default_base_url or "").rstrip("/")
 
+    async def unavailable(self, task: Task, *, model: str) -> str | None:
+        """Why this provider cannot even be tried now (a local server that is not running, an
+        engine that is not installed), or None. Checked before any quota is reserved; must
+        answer fast: the dispatcher skips with this reason, it is no failure."""
+        return None
+
     @classmethod
     def estimate(cls, task: Task, *, model: str) -> dict[str, float]:
         """What one call may consume, in the ledger's metrics, for the reservation before it.
