@@ -32,6 +32,54 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+PG_URL = os.environ.get("SCHED_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh ledger location on each backend: a SQLite file, or a PostgreSQL schema of its own
+    on the server this machine runs (dropped afterwards). Ledgers the test opens are closed."""
+    from scheduler.ledger import Ledger
+
+    opened: list[Ledger] = []
+    original = Ledger.open.__func__  # type: ignore[attr-defined]
+
+    def tracking_open(cls: type[Ledger], target: str, **kwargs: object) -> Ledger:
+        ledger: Ledger = original(cls, target, **kwargs)
+        opened.append(ledger)
+        return ledger
+
+    monkeypatch.setattr(Ledger, "open", classmethod(tracking_open))
+    backend = _backend(request.param, tmp_path)
+    try:
+        yield next(backend)
+    finally:
+        for ledger in opened:  # close before the schema is dropped
+            ledger.close()
+        next(backend, None)
+
+
+def _backend(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield str(tmp_path / "quota.db")
+        return
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin_url = "postgresql://" + PG_URL.split("://", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeServer]:
     """A local HTTP server answering as the providers document, scripted per test."""

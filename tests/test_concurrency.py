@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.ledger import Ledger
 from tests.conftest import REPO, clean_env, openai_provider, write_config
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer
@@ -21,22 +22,26 @@ TASKS = 50
 
 
 def _run_workers(
-    config: Path, db: Path, max_tokens: int | None = None, refusals: Counter[str] | None = None
+    config: Path,
+    db: Path | str | list[str],
+    max_tokens: int | None = None,
+    refusals: Counter[str] | None = None,
+    tasks: int = TASKS,
 ) -> Counter[str]:
+    """Start one worker per target (or PROCESSES on one target), all at the same instant."""
     start_at = time.time() + 4.0  # every worker imports first, then all start together
-    args = [str(config), str(db), str(TASKS), str(start_at)]
-    if max_tokens is not None:
-        args.append(str(max_tokens))
+    targets = db if isinstance(db, list) else [str(db)] * PROCESSES
+    tail = [str(tasks), str(start_at)] + ([str(max_tokens)] if max_tokens is not None else [])
     env = clean_env(A_KEY="sk-a", B_KEY="sk-b", PYTHONPATH=str(REPO))
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.dispatch_worker", *args],
+            [sys.executable, "-m", "tests.dispatch_worker", str(config), target, *tail],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
-        for _ in range(PROCESSES)
+        for target in targets
     ]
     served: Counter[str] = Counter()
     for proc in procs:
@@ -62,24 +67,39 @@ def _setup(tmp_path: Path, fake: FakeServer, rule: str) -> Path:
     )
 
 
-def test_request_limit_is_exact_across_processes(tmp_path: Path, fake: FakeServer) -> None:
+def test_request_limit_is_exact_across_processes(
+    tmp_path: Path, fake: FakeServer, db_target: str
+) -> None:
     config = _setup(tmp_path, fake, "{metric: requests, limit: 100, per: day}")
-    db = tmp_path / "quota.db"
 
-    served = _run_workers(config, db)
+    served = _run_workers(config, db_target)
 
     assert fake.count(shapes.chat_path("a")) == 100  # exactly the limit reached the provider
     assert fake.count(shapes.chat_path("b")) == 300  # every other task fell over
     assert served == Counter({"a": 100, "b": 300})
-    conn = sqlite3.connect(db)
-    assert conn.execute(
-        "SELECT used, reserved FROM usage_windows WHERE provider = 'a'"
-    ).fetchall() == [(100.0, 0.0)]
-    assert conn.execute("SELECT COUNT(*) FROM reservations").fetchone() == (0,)
-    assert conn.execute(
+    ledger = Ledger.open(db_target)
+    assert ledger.read("SELECT used, reserved FROM usage_windows WHERE provider = 'a'") == [
+        (100.0, 0.0)
+    ]
+    assert ledger.read("SELECT COUNT(*) FROM reservations") == [(0,)]
+    assert ledger.read(
         "SELECT provider, outcome, COUNT(*) FROM calls GROUP BY provider, outcome ORDER BY provider"
-    ).fetchall() == [("a", "ok", 100), ("b", "ok", 300)]
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    ) == [("a", "ok", 100), ("b", "ok", 300)]
+    assert ledger.integrity_check() == "ok"
+
+
+def test_two_workers_with_differently_spelled_postgres_urls_share_one_limit(
+    tmp_path: Path, fake: FakeServer, db_target: str
+) -> None:
+    if not db_target.startswith("postgresql"):
+        pytest.skip("a PostgreSQL ledger shared by clients that name it differently")
+    config = _setup(tmp_path, fake, "{metric: requests, limit: 37, per: day}")
+    plain = "postgresql://" + db_target.split("://", 1)[1]  # no +psycopg driver part
+
+    served = _run_workers(config, [db_target, plain], tasks=40)
+
+    assert served == Counter({"a": 37, "b": 43})
+    assert fake.count(shapes.chat_path("a")) == 37
 
 
 def test_token_limit_with_estimate_then_correction(tmp_path: Path, fake: FakeServer) -> None:

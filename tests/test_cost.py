@@ -81,8 +81,8 @@ def _commit(ledger: Ledger, hold: Hold, tokens: float) -> float:
     return ledger.commit(hold, CallRecord("text", "p", "m", "ok", 1.0, usage=usage))
 
 
-def test_a_call_that_starts_inside_a_free_allowance_and_ends_past_it(tmp_path: Path) -> None:
-    ledger = Ledger.open(str(tmp_path / "q.db"))
+def test_a_call_that_starts_inside_a_free_allowance_and_ends_past_it(db_target: str) -> None:
+    ledger = Ledger.open(db_target)
     rules = [QuotaRule(metric="tokens", limit=1000, per="day", free=True)]
     spend = SpendPolicy(PRICED, allow_paid=True)
     first = _reserve(ledger, spend, 900, rules)
@@ -128,17 +128,17 @@ def test_a_call_that_starts_inside_a_free_allowance_and_ends_past_it(tmp_path: P
     ids=["allow-paid-off", "free-only", "max-cost", "daily-budget", "provider-budget"],
 )
 def test_paid_calls_are_refused_with_the_reason(
-    tmp_path: Path, spend: SpendPolicy, reason: str
+    db_target: str, spend: SpendPolicy, reason: str
 ) -> None:
-    ledger = Ledger.open(str(tmp_path / "q.db"))
+    ledger = Ledger.open(db_target)
     refused = _reserve(ledger, spend, 1000, [QuotaRule(metric="requests", limit=5, per="day")])
     assert isinstance(refused, Refusal)
     assert refused.reason.startswith(reason)
     assert ledger.read("SELECT used, reserved FROM usage_windows") == []  # all rolled back
 
 
-def test_free_allowance_without_allow_paid_is_a_hard_stop(tmp_path: Path) -> None:
-    ledger = Ledger.open(str(tmp_path / "q.db"))
+def test_free_allowance_without_allow_paid_is_a_hard_stop(db_target: str) -> None:
+    ledger = Ledger.open(db_target)
     rules = [QuotaRule(metric="tokens", limit=1000, per="day", free=True)]
     hold = _reserve(ledger, SpendPolicy(PRICED), 900, rules)
     assert isinstance(hold, Hold)
@@ -162,9 +162,9 @@ tasks:
 """
 
 
-def test_cheapest_and_fastest_orders_differ_from_priority(tmp_path: Path) -> None:
+def test_cheapest_and_fastest_orders_differ_from_priority(db_target: str) -> None:
     config = parse_config(STRATEGY_CONFIG)
-    ledger = Ledger.open(str(tmp_path / "q.db"))
+    ledger = Ledger.open(db_target)
     for provider, latency in (("pricey", 40.0), ("pricey", 60.0), ("gratis", 900.0), ("mid", 5.0)):
         ledger.record_skip(CallRecord("text", provider, "m", "ok", latency))
     ledger.record_skip(CallRecord("text", "free", "m", "transient", 1.0))  # failures don't count

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -60,14 +59,14 @@ class Script:
 
 
 def run(
-    tmp_path: Path, script: Script, config: str = CONFIG
+    target: str, script: Script, config: str = CONFIG
 ) -> tuple[RunResult, list[float], Ledger]:
     slept: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    ledger = Ledger.open(str(tmp_path / "quota.db"))
+    ledger = Ledger.open(target)
 
     async def go() -> RunResult:
         async with httpx.AsyncClient(transport=httpx.MockTransport(script)) as http:
@@ -78,8 +77,8 @@ def run(
     return asyncio.run(go()), slept, ledger
 
 
-def test_skips_without_a_call_and_says_why(tmp_path: Path) -> None:
-    result, _, _ = run(tmp_path, Script(a=[httpx.Response(200, json=OK)]))
+def test_skips_without_a_call_and_says_why(db_target: str) -> None:
+    result, _, _ = run(db_target, Script(a=[httpx.Response(200, json=OK)]))
     assert [(a.provider, a.outcome, a.error) for a in result.attempts] == [
         ("closed", "skipped", "closed for good"),
         ("nomodel", "skipped", "no model for text"),
@@ -104,13 +103,13 @@ def test_skips_without_a_call_and_says_why(tmp_path: Path) -> None:
     ids=["seconds", "milliseconds", "go-duration-too-long", "google-retry-delay"],
 )
 def test_transient_retry_waits_as_long_as_the_provider_asked(
-    tmp_path: Path, headers: dict[str, str], body: object, expected_wait: float | None
+    db_target: str, headers: dict[str, str], body: object, expected_wait: float | None
 ) -> None:
     script = Script(
         a=[error(503, headers, body), httpx.Response(200, json=OK)],
         b=[httpx.Response(200, json=OK)],
     )
-    result, slept, ledger = run(tmp_path, script)
+    result, slept, ledger = run(db_target, script)
     if expected_wait is None:  # a 120 s hint is longer than max_retry_wait_s: fall over at once
         assert (script.calls, slept, result.provider) == (["a", "b"], [], "b")
         return
@@ -119,16 +118,16 @@ def test_transient_retry_waits_as_long_as_the_provider_asked(
     assert ledger.read("SELECT provider, outcome, tries FROM calls") == [("a", "ok", 2)]
 
 
-def test_http_date_retry_after(tmp_path: Path) -> None:
+def test_http_date_retry_after(db_target: str) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
     script = Script(a=[error(502, {"retry-after": when}), httpx.Response(200, json=OK)])
-    result, slept, _ = run(tmp_path, script)
+    result, slept, _ = run(db_target, script)
     assert result.provider == "a" and 3.5 <= slept[0] <= 5.0
 
 
-def test_transient_without_hint_backs_off_then_falls_over_and_never_returns(tmp_path: Path) -> None:
+def test_transient_without_hint_backs_off_then_falls_over_and_never_returns(db_target: str) -> None:
     script = Script(a=[error(500)] * 3, b=[error(500)] * 3)
-    result, slept, ledger = run(tmp_path, script)
+    result, slept, ledger = run(db_target, script)
     assert script.calls == ["a", "a", "a", "b", "b", "b"]  # retries: 2 per provider, a never again
     assert len(slept) == 4 and all(0 < wait <= 8 for wait in slept)
     assert slept[1] > slept[0] * 0.9  # exponential (with jitter)
@@ -142,7 +141,7 @@ def test_transient_without_hint_backs_off_then_falls_over_and_never_returns(tmp_
     assert usage == []  # no quota rules: nothing to hold
 
 
-def test_short_rate_limit_is_waited_out_long_one_falls_over_with_cooldown(tmp_path: Path) -> None:
+def test_short_rate_limit_is_waited_out_long_one_falls_over_with_cooldown(db_target: str) -> None:
     limited = {
         "error": {
             "message": "Rate limit reached",
@@ -154,7 +153,7 @@ def test_short_rate_limit_is_waited_out_long_one_falls_over_with_cooldown(tmp_pa
         a=[error(429, {"retry-after": "2"}, limited), error(429, {"retry-after": "120"}, limited)],
         b=[httpx.Response(200, json=OK)],
     )
-    result, slept, ledger = run(tmp_path, script)
+    result, slept, ledger = run(db_target, script)
     assert slept == [2.0]
     assert (script.calls, result.provider) == (["a", "a", "b"], "b")
     ((blocked_until, outcome),) = ledger.read(
@@ -164,15 +163,15 @@ def test_short_rate_limit_is_waited_out_long_one_falls_over_with_cooldown(tmp_pa
     assert blocked_until == pytest.approx(datetime.now(UTC).timestamp() + 120, abs=5)
 
 
-def test_rejected_input_moves_on_without_blocking(tmp_path: Path) -> None:
+def test_rejected_input_moves_on_without_blocking(db_target: str) -> None:
     too_long = {"error": {"message": "maximum context length", "code": "context_length_exceeded"}}
     script = Script(a=[error(400, None, too_long)], b=[httpx.Response(200, json=OK)])
-    result, slept, ledger = run(tmp_path, script)
+    result, slept, ledger = run(db_target, script)
     assert (script.calls, slept, result.provider) == (["a", "b"], [], "b")
     assert ledger.read("SELECT COUNT(*) FROM provider_state") == [(0,)]
 
 
-def test_quota_rules_hold_per_try_and_release_on_retry(tmp_path: Path) -> None:
+def test_quota_rules_hold_per_try_and_release_on_retry(db_target: str) -> None:
     config = CONFIG.replace(
         "models: {text: m}}\n  b:",
         "models: {text: m}, quotas: [{metric: requests, limit: 5, per: day}]}\n  b:",
@@ -184,7 +183,7 @@ def test_quota_rules_hold_per_try_and_release_on_retry(tmp_path: Path) -> None:
             httpx.Response(200, json=OK),
         ]
     )
-    result, _, ledger = run(tmp_path, script, config)
+    result, _, ledger = run(db_target, script, config)
     assert result.provider == "a"
     # three tries, only the served one is used; the failed tries' holds were released
     assert ledger.read("SELECT used, reserved FROM usage_windows WHERE provider='a'") == [

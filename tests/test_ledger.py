@@ -25,8 +25,8 @@ def rule(**fields: object) -> QuotaRule:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger.open(str(tmp_path / "quota.db"), lease_s=60)
+def ledger(db_target: str) -> Ledger:
+    return Ledger.open(db_target, lease_s=60)
 
 
 def record(provider: str = "p", outcome: str = "ok", **usage: float) -> CallRecord:
@@ -199,10 +199,10 @@ def test_provider_reported_remaining_is_trusted_when_smaller(ledger: Ledger) -> 
     ],
 )
 def test_window_rollover_with_a_controlled_clock(
-    tmp_path: Path, rule_fields: dict[str, object], last_instant: str, first_instant: str
+    db_target: str, rule_fields: dict[str, object], last_instant: str, first_instant: str
 ) -> None:
     limit = [rule(metric="requests", limit=1, **rule_fields)]
-    ledger = Ledger.open(str(tmp_path / "quota.db"))
+    ledger = Ledger.open(db_target)
 
     def reserve() -> Hold | Refusal:
         return ledger.reserve("p", limit, {"requests": 1}, task="t", model="m")

@@ -25,7 +25,7 @@ from typing import Literal
 from scheduler.config.schema import Pricing, QuotaRule
 from scheduler.cost import FreeShare, is_billable, list_price, paid_share
 from scheduler.errors import LedgerError, ProviderError, redact
-from scheduler.ledger.db import connect, describe_sqlite_error
+from scheduler.ledger.db import Database, connect, describe_error
 from scheduler.tasks import RateLimitReport
 from scheduler.windows import WindowSpec, format_instant
 
@@ -36,7 +36,7 @@ _RESERVE_WINDOW = (
     "INSERT INTO usage_windows (provider, rule, window_start, metric, period, window_end, used,"
     " reserved) VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
     " ON CONFLICT (provider, rule, window_start) DO UPDATE"
-    " SET reserved = reserved + excluded.reserved"
+    " SET reserved = usage_windows.reserved + excluded.reserved"
     " WHERE usage_windows.used + usage_windows.reserved + excluded.reserved <= ?"
     " RETURNING used, reserved"
 )
@@ -138,49 +138,57 @@ class CallRecord:
 class Ledger:
     """The shared quota ledger of every process pointing at the same database."""
 
-    def __init__(self, conn: sqlite3.Connection, *, lease_s: float = 90.0, name: str = "") -> None:
-        self._conn = conn
+    def __init__(
+        self, conn: Database | sqlite3.Connection, *, lease_s: float = 90.0, name: str = ""
+    ) -> None:
+        self._db = conn if isinstance(conn, Database) else Database(conn, "sqlite", name)
         self._lock = threading.Lock()  # one transaction at a time per connection
         self.lease_s = lease_s
         self.name = name
 
     @classmethod
     def open(cls, target: str, *, lease_s: float = 90.0) -> Ledger:
-        return cls(connect(target), lease_s=lease_s, name=target)
+        db = connect(target)
+        return cls(db, lease_s=lease_s, name=db.name)
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; SQLite errors become LedgerError with advice."""
+    def _write(self) -> Iterator[Database]:
+        """One write transaction; database errors become LedgerError with advice."""
         with self._lock:
-            conn = self._conn
+            db = self._db
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise LedgerError(describe_sqlite_error(self.name, exc)) from None
+                db.begin()
+            except db.errors as exc:
+                raise LedgerError(describe_error(self.name, exc)) from None
             try:
-                yield conn
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise LedgerError(describe_sqlite_error(self.name, exc)) from exc
+                yield db
+            except db.errors as exc:
+                db.rollback()
+                raise LedgerError(describe_error(self.name, exc)) from exc
             except BaseException:
-                conn.execute("ROLLBACK")
+                db.rollback()
                 raise
             try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise LedgerError(describe_sqlite_error(self.name, exc)) from None
+                db.commit()
+            except db.errors as exc:
+                db.rollback()
+                raise LedgerError(describe_error(self.name, exc)) from None
 
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """A read-only query for reports (WAL readers never wait for the writer)."""
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise LedgerError(describe_sqlite_error(self.name, exc)) from None
+                rows: list[tuple[object, ...]] = self._db.execute(sql, params).fetchall()
+                return rows
+            except self._db.errors as exc:
+                raise LedgerError(describe_error(self.name, exc)) from None
 
     # -- reservation protocol ---------------------------------------------------------------
 
@@ -254,18 +262,16 @@ class Ledger:
             cost = amounts.get("usd", 0.0) * paid_share(amounts, free, billable)
             if spend is not None and cost > 0:
                 items += self._hold_budget(conn, provider, spend, cost, bool(free), now)
-            cur = conn.execute(
+            (hold_id,) = conn.execute(
                 "INSERT INTO reservations (provider, task, model, created_at, expires_at, pid,"
-                " items) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " items) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (provider, task, model, now, now + self.lease_s, os.getpid(), json.dumps(items)),
-            )
-            return Hold(
-                int(cur.lastrowid or 0), provider, tuple(items), tuple(free), billable, cost
-            )
+            ).fetchone()
+            return Hold(int(hold_id), provider, tuple(items), tuple(free), billable, cost)
 
     @staticmethod
     def _hold_budget(
-        conn: sqlite3.Connection,
+        conn: Database,
         provider: str,
         spend: SpendPolicy,
         cost: float,
@@ -319,7 +325,7 @@ class Ledger:
         return items
 
     def _state_refusal(
-        self, conn: sqlite3.Connection, provider: str, key_fp: str | None, now: float
+        self, conn: Database, provider: str, key_fp: str | None, now: float
     ) -> Refusal | None:
         row = conn.execute(
             "SELECT blocked_until, block_outcome, block_reason, disabled, disabled_key,"
@@ -341,7 +347,7 @@ class Ledger:
         return None
 
     def _reported_refusal(
-        self, conn: sqlite3.Connection, provider: str, amounts: Mapping[str, float], now: float
+        self, conn: Database, provider: str, amounts: Mapping[str, float], now: float
     ) -> Refusal | None:
         """Trust the provider's own remaining count when it is smaller than ours."""
         rows = conn.execute(
@@ -428,8 +434,9 @@ class Ledger:
                 conn.execute(
                     "INSERT INTO provider_state (provider, blocked_until, block_outcome,"
                     " block_reason, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider)"
-                    " DO UPDATE SET blocked_until = MAX(provider_state.blocked_until,"
-                    " excluded.blocked_until), block_outcome = excluded.block_outcome,"
+                    " DO UPDATE SET blocked_until = CASE WHEN provider_state.blocked_until >"
+                    " excluded.blocked_until THEN provider_state.blocked_until ELSE"
+                    " excluded.blocked_until END, block_outcome = excluded.block_outcome,"
                     " block_reason = excluded.block_reason, updated_at = excluded.updated_at",
                     (record.provider, block_until, error.outcome, reason, now),
                 )
@@ -439,9 +446,7 @@ class Ledger:
         with self._write() as conn:
             self._insert_call(conn, record, time.time() if now is None else now)
 
-    def _settle(
-        self, conn: sqlite3.Connection, hold: Hold, usage: Mapping[str, float] | None
-    ) -> None:
+    def _settle(self, conn: Database, hold: Hold, usage: Mapping[str, float] | None) -> None:
         """Replace each held amount by the real one (None: the call used nothing)."""
         for owner, rule_id, start, metric, amount in hold.items:
             used = 0.0 if usage is None else float(usage.get(metric, amount))
@@ -449,7 +454,7 @@ class Ledger:
         conn.execute("DELETE FROM reservations WHERE id = ?", (hold.id,))
 
     @staticmethod
-    def _insert_call(conn: sqlite3.Connection, record: CallRecord, now: float) -> None:
+    def _insert_call(conn: Database, record: CallRecord, now: float) -> None:
         conn.execute(
             _INSERT_CALL,
             (
@@ -469,7 +474,7 @@ class Ledger:
 
     @staticmethod
     def _store_reports(
-        conn: sqlite3.Connection, provider: str, reports: Sequence[RateLimitReport], now: float
+        conn: Database, provider: str, reports: Sequence[RateLimitReport], now: float
     ) -> None:
         for report in reports:
             resets_at = report.resets_at if report.resets_at is not None else now + REPORT_TTL_S
@@ -544,7 +549,8 @@ class Ledger:
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when sound)."""
-        return str(self.read("PRAGMA integrity_check")[0][0])
+        with self._lock:
+            return self._db.integrity_check()
 
 
 def _describe(rule: QuotaRule) -> str:
