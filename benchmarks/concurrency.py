@@ -1,0 +1,152 @@
+"""P processes x N tasks against one ledger: throughput, and overspend (which must be 0).
+
+Each process runs N text tasks through the whole dispatcher against an instant in-process
+provider (httpx.MockTransport), sharing one ledger: a SQLite file, or PostgreSQL. The first
+provider allows LIMIT requests per day, the rest fall over to an unlimited second one. After the
+run the ledger's count for the limited provider is compared with its limit.
+
+    python benchmarks/concurrency.py [--processes 8] [--tasks 500] [--limit 1000]
+        [--postgres postgresql+psycopg://127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+CONFIG = """
+providers:
+  limited:
+    adapter: openai
+    base_url: http://limited.invalid/v1
+    models: {{text: m}}
+    quotas: [{{metric: requests, limit: {limit}, per: day}}]
+  spare:
+    adapter: openai
+    base_url: http://spare.invalid/v1
+    models: {{text: m}}
+tasks:
+  text: [limited, spare]
+"""
+BODY = json.dumps(
+    {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+).encode()
+
+
+def _worker(target: str, config_text: str, tasks: int, start_at: float, out: object) -> None:
+    from scheduler.config import KeyStore, parse_config
+    from scheduler.dispatcher import Dispatcher
+    from scheduler.ledger import Ledger
+    from scheduler.tasks import TextTask
+
+    async def main() -> dict[str, int]:
+        config = parse_config(config_text)
+        ledger = Ledger.open(target)
+        served = {"limited": 0, "spare": 0}
+        transport = httpx.MockTransport(
+            lambda request: httpx.Response(
+                200, content=BODY, headers={"content-type": "application/json"}
+            )
+        )
+        async with httpx.AsyncClient(transport=transport) as http:
+            dispatcher = Dispatcher(config, ledger, KeyStore(environ={}), http)
+            await dispatcher.run(TextTask(prompt="warm up", max_tokens=4), only="spare")
+            time.sleep(max(0.0, start_at - time.time()))
+            for _ in range(tasks):
+                run = await dispatcher.run(TextTask(prompt="hi", max_tokens=4))
+                served[run.provider or "none"] = served.get(run.provider or "none", 0) + 1
+        ledger.close()
+        return served
+
+    out.put(asyncio.run(main()))  # type: ignore[attr-defined]
+
+
+def measure(target: str, processes: int, tasks: int, limit: int) -> dict[str, float]:
+    config_text = CONFIG.format(limit=limit)
+    from scheduler.ledger import Ledger
+
+    Ledger.open(target).close()  # create and migrate before the clock starts
+    queue: multiprocessing.Queue[dict[str, int]] = multiprocessing.Queue()
+    start_at = time.time() + 3.0
+    procs = [
+        multiprocessing.Process(target=_worker, args=(target, config_text, tasks, start_at, queue))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    elapsed = time.time() - start_at
+    for proc in procs:
+        proc.join()
+    ledger = Ledger.open(target)
+    (used,) = ledger.read("SELECT COALESCE(SUM(used + reserved), 0) FROM usage_windows")[0]
+    ledger.close()
+    served = sum(result.get("limited", 0) for result in results)
+    return {
+        "tasks": processes * tasks,
+        "seconds": elapsed,
+        "tasks_per_s": processes * tasks / elapsed,
+        "limited_served": served,
+        "limit": limit,
+        "overspend": max(0.0, float(str(used)) - limit) + max(0, served - limit),
+    }
+
+
+def _postgres_target(url: str) -> tuple[str, str]:
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return f"{url}?options=-csearch_path%3D{schema}", schema
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--postgres", default="postgresql+psycopg://127.0.0.1:5432/test")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(
+            ("sqlite", measure(str(Path(tmp) / "quota.db"), args.processes, args.tasks, args.limit))
+        )
+    if not args.no_postgres:
+        import psycopg
+
+        target, schema = _postgres_target(args.postgres)
+        try:
+            rows.append(("postgresql", measure(target, args.processes, args.tasks, args.limit)))
+        finally:
+            admin_url = "postgresql://" + args.postgres.split("://", 1)[1]
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    print(f"{args.processes} processes x {args.tasks} tasks, limited provider {args.limit}/day")
+    for name, row in rows:
+        print(
+            f"{name:<11} {row['tasks_per_s']:8.0f} tasks/s  ({row['tasks']:.0f} tasks in"
+            f" {row['seconds']:.2f} s)  limited served"
+            f" {row['limited_served']:.0f}/{row['limit']:.0f}"
+            f"  overspend {row['overspend']:g}"
+        )
+
+
+if __name__ == "__main__":
+    main()
