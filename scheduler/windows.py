@@ -127,7 +127,9 @@ class WindowSpec:
         if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
             raise ValueError(f"day must be an integer from 1 to 31, got {day!r}")
         self.per: Period = per
-        self.reset: time = reset
+        # A reset time that occurs twice (a fall-back night) means its first occurrence;
+        # `fold` on the caller's time must not pick the second.
+        self.reset: time = reset.replace(fold=0)
         self.tz: ZoneInfo = _zone(tz)
         self.day: int = day
         self._cache: tuple[int, int] = (0, 0)
