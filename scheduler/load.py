@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass
 
 CACHE_S = 5.0
+# SCHED_LOAD=0.95 pins the reading (0..1): to keep local last (or first) whatever the machine is
+# doing, and to make placement reproducible in tests.
+LOAD_ENV = "SCHED_LOAD"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,12 @@ _cached: tuple[float, LoadReading] | None = None
 def read_load() -> LoadReading:
     """The current load of the device local work runs on (cached for a few seconds)."""
     global _cached
+    pinned = os.environ.get(LOAD_ENV)
+    if pinned:
+        try:
+            return LoadReading(float(pinned), LOAD_ENV)
+        except ValueError:
+            pass  # not a number: read the machine as usual
     now = time.monotonic()
     if _cached is not None and now - _cached[0] < CACHE_S:
         return _cached[1]
@@ -72,4 +81,4 @@ def _cpu_load() -> LoadReading:
     return LoadReading(os.getloadavg()[0] / cores, f"CPU load average per core ({cores} cores)")
 
 
-__all__ = ["LoadReading", "read_load"]
+__all__ = ["LOAD_ENV", "LoadReading", "read_load"]

