@@ -179,6 +179,8 @@ class CronSettings(_Strict):
     quota_check: str = "mon 09:00 UTC"  # weekly: day, time and zone of the free-quota check
     quota_warning_below: float = Field(default=0.2, ge=0, le=1)  # share of an allowance left
     reports_dir: str = "reports"
+    # Call rows older than this are deleted once their day is rolled up into daily_summaries.
+    retention_days: int = Field(default=90, ge=1)
     misfire_grace_s: int = Field(default=3600, ge=1)
 
 

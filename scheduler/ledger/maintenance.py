@@ -1,8 +1,8 @@
 """The ledger's housekeeping, for the cron service: roll-ups, pruning, failure statistics, health.
 
 Every function takes a `Ledger`: reads go through `ledger.read`, writes through the ledger's one
-transaction helper, so they queue on the same SQLite lock as the workers' reservations and never
-interleave with them.
+transaction helper, so they queue on the same lock as the workers' reservations and never
+interleave with them; the SQL is the same on SQLite and PostgreSQL but for the day of a timestamp.
 
 Health policy. A provider is disabled by the cron service (`block_outcome = 'unhealthy'`) only on a
 sustained failure rate of failures that are its own fault: `transient` (5xx, timeouts, dropped
@@ -173,8 +173,8 @@ def disable_unhealthy(
 ) -> None:
     """Block `provider` for every process until a probe passes (replaces any timed block)."""
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        conn.execute(
+    with ledger._write() as db:
+        db.execute(
             "INSERT INTO provider_state (provider, blocked_until, block_outcome, block_reason,"
             " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider) DO UPDATE SET"
             " blocked_until = excluded.blocked_until, block_outcome = excluded.block_outcome,"
@@ -186,13 +186,13 @@ def disable_unhealthy(
 def reenable(ledger: Ledger, provider: str, *, now: float | None = None) -> bool:
     """Lift the health block of `provider`; False when it had none."""
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        cur = conn.execute(
+    with ledger._write() as db:
+        cur = db.execute(
             "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
             " block_reason = NULL, updated_at = ? WHERE provider = ? AND block_outcome = ?",
             (now, provider, UNHEALTHY),
         )
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)
 
 
 def unhealthy(ledger: Ledger) -> dict[str, str]:
@@ -246,6 +246,13 @@ class RollUp:
     rows: int = 0
 
 
+def _day_of(ledger: Ledger) -> str:
+    """SQL for the UTC day ("YYYY-MM-DD") of `calls.ts`, in the ledger's dialect."""
+    if ledger.dialect == "postgresql":
+        return "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    return "strftime('%Y-%m-%d', ts, 'unixepoch')"
+
+
 def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
     """Summarise every finished UTC day of calls into daily_summaries, idempotently.
 
@@ -257,53 +264,77 @@ def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
     """
     now = time.time() if now is None else now
     until = _day_start(utc_day(now))  # today is not finished
-    day = "strftime('%Y-%m-%d', ts, 'unixepoch')"
+    day = _day_of(ledger)
     # Reads and writes in one transaction: no call row can slip in between count and upsert.
-    with ledger._write() as conn:
-        latest = conn.execute("SELECT MAX(day) FROM daily_summaries").fetchone()[0]
+    with ledger._write() as db:
+        latest = db.execute("SELECT MAX(day) FROM daily_summaries").fetchone()[0]
         since = _day_start(str(latest)) - DAY_S if latest else 0.0
         if since >= until:
             return RollUp()
-        totals = conn.execute(
+        totals = db.execute(
             f"SELECT {day}, provider, task, outcome, COUNT(*), SUM(tries), SUM(latency_ms),"
             " SUM(cost_usd) FROM calls WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3, 4",
             (since, until),
         ).fetchall()
+        # Usage is a JSON object per call: summed here, the same way on either database.
         usage: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
-        for d, provider, task, outcome, metric, amount in conn.execute(
-            f"SELECT {day}, provider, task, outcome, j.key, SUM(j.value) FROM calls,"
-            " json_each(CASE WHEN json_valid(calls.usage) THEN calls.usage ELSE '{}' END) AS j"
-            " WHERE ts >= ? AND ts < ? AND j.type IN ('integer', 'real') GROUP BY 1, 2, 3, 4, 5",
+        for d, provider, task, outcome, text in db.execute(
+            f"SELECT {day}, provider, task, outcome, usage FROM calls WHERE ts >= ? AND ts < ?"
+            " AND usage <> '{}'",
             (since, until),
         ):
-            usage[(str(d), str(provider), str(task), str(outcome))][str(metric)] = _f(amount)
+            sums = usage[(str(d), str(provider), str(task), str(outcome))]
+            for metric, amount in _usage(text).items():
+                sums[metric] = sums.get(metric, 0.0) + amount
         for d, provider, task, outcome, calls, tries, latency, cost in totals:
             key = (str(d), str(provider), str(task), str(outcome))
-            conn.execute(
+            db.execute(
                 "INSERT INTO daily_summaries (day, provider, task, outcome, calls, tries,"
                 " latency_ms_sum, cost_usd, usage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (day, provider, task, outcome) DO UPDATE SET"
                 " calls = excluded.calls, tries = excluded.tries,"
                 " latency_ms_sum = excluded.latency_ms_sum, cost_usd = excluded.cost_usd,"
                 " usage = excluded.usage",
-                (*key, calls, tries or 0, latency or 0, cost or 0, json.dumps(usage.get(key, {}))),
+                (
+                    *key,
+                    _i(calls),
+                    _i(tries or 0),
+                    _f(latency or 0),
+                    _f(cost or 0),
+                    json.dumps(dict(sorted(usage.get(key, {}).items()))),
+                ),
             )
     days = tuple(sorted({str(row[0]) for row in totals}))
     return RollUp(days, len(totals))
 
 
-def prune_calls(ledger: Ledger, *, before: float) -> int:
-    """Delete call rows older than `before` (a UTC midnight), once their days are summarised.
+def _usage(text: object) -> dict[str, float]:
+    try:
+        data = json.loads(str(text))
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
-    Only whole days that already have summary rows go, so no call is ever lost from the totals.
+
+def prune_calls(ledger: Ledger, *, before: float) -> int:
+    """Delete call rows older than `before`, but only from days already summarised.
+
+    Every roll-up covers all finished days from the day before its latest summary on, and the
+    first one covers all of them, so every day before the latest summarised one is summarised:
+    rows older than both `before` and that day can go without changing any total.
     """
-    with ledger._write() as conn:
-        cur = conn.execute(
-            "DELETE FROM calls WHERE ts < ? AND strftime('%Y-%m-%d', ts, 'unixepoch') IN"
-            " (SELECT day FROM daily_summaries)",
-            (before,),
-        )
-        return cur.rowcount
+    with ledger._write() as db:
+        latest = db.execute("SELECT MAX(day) FROM daily_summaries").fetchone()[0]
+        if not latest:
+            return 0
+        cur = db.execute("DELETE FROM calls WHERE ts < ?", (min(before, _day_start(str(latest))),))
+        return int(cur.rowcount)
 
 
 def prune_windows(ledger: Ledger, *, now: float | None = None) -> int:
@@ -315,13 +346,13 @@ def prune_windows(ledger: Ledger, *, now: float | None = None) -> int:
     hold settles, and goes with the next reset.
     """
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        cur = conn.execute(
+    with ledger._write() as db:
+        cur = db.execute(
             "DELETE FROM usage_windows WHERE window_end IS NOT NULL AND window_end <= ?"
             " AND reserved <= 0",
             (now,),
         )
-        return cur.rowcount
+        return int(cur.rowcount)
 
 
 def clear_expired_blocks(ledger: Ledger, *, now: float | None = None) -> list[str]:
@@ -332,19 +363,19 @@ def clear_expired_blocks(ledger: Ledger, *, now: float | None = None) -> list[st
     reports, never a condition for a provider to become usable again.
     """
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        rows = conn.execute(
+    with ledger._write() as db:
+        rows = db.execute(
             "SELECT provider FROM provider_state WHERE block_outcome IN"
             f" ({_placeholders(TIMED_BLOCKS)}) AND blocked_until <= ? ORDER BY provider",
             (*TIMED_BLOCKS, now),
         ).fetchall()
-        conn.execute(
+        db.execute(
             "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
             f" block_reason = NULL, updated_at = ? WHERE block_outcome IN"
             f" ({_placeholders(TIMED_BLOCKS)}) AND blocked_until <= ?",
             (now, *TIMED_BLOCKS, now),
         )
-        conn.execute("DELETE FROM provider_limits WHERE resets_at <= ?", (now,))
+        db.execute("DELETE FROM provider_limits WHERE resets_at <= ?", (now,))
     return [str(row[0]) for row in rows]
 
 
@@ -353,20 +384,21 @@ def clear_expired_blocks(ledger: Ledger, *, now: float | None = None) -> list[st
 
 def start_job_run(ledger: Ledger, job: str, *, now: float | None = None) -> int:
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        cur = conn.execute(
-            "INSERT INTO job_runs (job, started_at, ok, detail) VALUES (?, ?, 0, '{}')",
+    with ledger._write() as db:
+        row = db.execute(
+            "INSERT INTO job_runs (job, started_at, ok, detail) VALUES (?, ?, 0, '{}')"
+            " RETURNING id",
             (job, now),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return _i(row[0])
 
 
 def finish_job_run(
     ledger: Ledger, run_id: int, *, ok: bool, detail: Mapping[str, object], now: float | None = None
 ) -> None:
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        conn.execute(
+    with ledger._write() as db:
+        db.execute(
             "UPDATE job_runs SET finished_at = ?, ok = ?, detail = ? WHERE id = ?",
             (now, int(ok), json.dumps(detail, default=str), run_id),
         )
@@ -377,13 +409,13 @@ def record_job_run(
 ) -> int:
     """A run in one step, for what the scheduler reports itself (a missed run, a crash)."""
     now = time.time() if now is None else now
-    with ledger._write() as conn:
-        cur = conn.execute(
+    with ledger._write() as db:
+        row = db.execute(
             "INSERT INTO job_runs (job, started_at, finished_at, ok, detail)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
             (job, now, now, int(ok), json.dumps(detail, default=str)),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return _i(row[0])
 
 
 __all__ = [
