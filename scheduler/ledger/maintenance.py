@@ -104,8 +104,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def failure_stats(ledger: Ledger, since: float, until: float) -> list[FailureStats]:
     """Per provider and task kind: calls, successes, failures by class, latency, spend."""
     rows = ledger.read(
-        "SELECT provider, task, outcome, latency_ms, cost_usd FROM calls"
-        " WHERE ts >= ? AND ts < ? ORDER BY provider, task",
+        "SELECT provider, task, outcome, latency_ms, cost_usd"
+        f" FROM {ledger.calls_in_period} WHERE ts >= ? AND ts < ? ORDER BY provider, task",
         (since, until),
     )
     groups: dict[tuple[str, str], list[tuple[str, float, float]]] = defaultdict(list)
@@ -152,7 +152,7 @@ class Health:
 def provider_health(ledger: Ledger, since: float, until: float) -> dict[str, Health]:
     rows = ledger.read(
         "SELECT provider, COUNT(*), SUM(CASE WHEN outcome IN"
-        f" ({_placeholders(FAULT_OUTCOMES)}) THEN 1 ELSE 0 END) FROM calls"
+        f" ({_placeholders(FAULT_OUTCOMES)}) THEN 1 ELSE 0 END) FROM {ledger.calls_in_period}"
         f" WHERE ts >= ? AND ts < ? AND outcome NOT IN ({_placeholders(NOT_ATTEMPTS)})"
         " GROUP BY provider",
         (*FAULT_OUTCOMES, since, until, *NOT_ATTEMPTS),

@@ -67,7 +67,8 @@ def quota_report(
         str(provider): (int(calls), int(failures or 0))  # type: ignore[call-overload]
         for provider, calls, failures in ledger.read(
             "SELECT provider, COUNT(*), SUM(CASE WHEN outcome NOT IN"
-            f" ({placeholders}) THEN 1 ELSE 0 END) FROM calls WHERE ts >= ? GROUP BY provider",
+            f" ({placeholders}) THEN 1 ELSE 0 END) FROM {ledger.calls_in_period}"
+            " WHERE ts >= ? GROUP BY provider",
             (*NOT_FAILURES, now - DAY_S),
         )
     }

@@ -112,7 +112,8 @@ def spend_report(
     lines = tuple(
         SpendLine(str(provider), str(task), int(str(calls)), float(str(cost)), float(str(lst)))
         for provider, task, calls, cost, lst in ledger.read(
-            "SELECT provider, task, COUNT(*), SUM(cost_usd), SUM(list_usd) FROM calls"
+            "SELECT provider, task, COUNT(*), SUM(cost_usd), SUM(list_usd)"
+            f" FROM {ledger.calls_in_period}"
             " WHERE ts >= ? AND ts < ? GROUP BY provider, task ORDER BY provider, task",
             (since, until),
         )

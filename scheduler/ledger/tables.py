@@ -56,6 +56,17 @@ class Call(SQLModel, table=True):
     __table_args__ = (
         Index("ix_calls_ts", "ts"),
         Index("ix_calls_provider_ts", "provider", "ts"),
+        # Reports read a period's rows from this index alone (see Ledger.calls_in_period).
+        Index(
+            "ix_calls_ts_cover",
+            "ts",
+            "provider",
+            "task",
+            "outcome",
+            "cost_usd",
+            "list_usd",
+            "latency_ms",
+        ),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
