@@ -1,12 +1,14 @@
 """P processes x N tasks against one ledger: throughput, and overspend (which must be 0).
 
-Each process runs N text tasks through the whole dispatcher against an instant in-process
-provider (httpx.MockTransport), sharing one ledger: a SQLite file, or PostgreSQL. The first
-provider allows LIMIT requests per day, the rest fall over to an unlimited second one. After the
-run the ledger's count for the limited provider is compared with its limit.
+Each process runs N text tasks through the whole dispatcher, sharing one ledger: a SQLite file,
+or PostgreSQL. The provider is instant: by default an adapter that answers in-process at once, so
+the figure is the dispatcher's and the ledger's; with --via-sdk the real OpenAI-compatible adapter
+answers through the openai SDK and httpx.MockTransport (add the SDK's ~0.2 ms per call, measured
+by dispatch_overhead.py). The first provider allows LIMIT requests per day, the rest fall over to
+an unlimited second one; after the run the ledger's count for it is compared with its limit.
 
-    python benchmarks/concurrency.py [--processes 8] [--tasks 500] [--limit 1000]
-        [--postgres postgresql+psycopg://127.0.0.1:5432/test]
+    python benchmarks/concurrency.py [--processes 8] [--tasks 500] [--limit 1000] [--via-sdk]
+        [--postgres postgresql+psycopg://127.0.0.1:5432/test | --no-postgres]
 """
 
 from __future__ import annotations
@@ -47,11 +49,33 @@ BODY = json.dumps(
 ).encode()
 
 
-def _worker(target: str, config_text: str, tasks: int, start_at: float, out: object) -> None:
+def _use_instant_adapter() -> None:
+    """Serve the `openai` adapter name with an adapter that answers in-process at once."""
+    from scheduler.providers import registry
+    from scheduler.providers.base import Adapter
+    from scheduler.tasks import ProviderResult, TextTask, text_usage
+
+    class InstantAdapter(Adapter):
+        kinds = frozenset({"text"})
+
+        async def text(self, task: TextTask, *, model: str) -> ProviderResult:
+            return ProviderResult(output="ok", model=model, usage=text_usage(3, 1))
+
+    registry.adapter_class.cache_clear()
+    registry._ADAPTERS["openai"] = f"{__name__}:InstantAdapter"
+    globals()["InstantAdapter"] = InstantAdapter
+
+
+def _worker(
+    target: str, config_text: str, tasks: int, start_at: float, out: object, via_sdk: bool
+) -> None:
     from scheduler.config import KeyStore, parse_config
     from scheduler.dispatcher import Dispatcher
     from scheduler.ledger import Ledger
     from scheduler.tasks import TextTask
+
+    if not via_sdk:
+        _use_instant_adapter()
 
     async def main() -> dict[str, int]:
         config = parse_config(config_text)
@@ -75,7 +99,9 @@ def _worker(target: str, config_text: str, tasks: int, start_at: float, out: obj
     out.put(asyncio.run(main()))  # type: ignore[attr-defined]
 
 
-def measure(target: str, processes: int, tasks: int, limit: int) -> dict[str, float]:
+def measure(
+    target: str, processes: int, tasks: int, limit: int, via_sdk: bool = False
+) -> dict[str, float]:
     config_text = CONFIG.format(limit=limit)
     from scheduler.ledger import Ledger
 
@@ -83,7 +109,9 @@ def measure(target: str, processes: int, tasks: int, limit: int) -> dict[str, fl
     queue: multiprocessing.Queue[dict[str, int]] = multiprocessing.Queue()
     start_at = time.time() + 3.0
     procs = [
-        multiprocessing.Process(target=_worker, args=(target, config_text, tasks, start_at, queue))
+        multiprocessing.Process(
+            target=_worker, args=(target, config_text, tasks, start_at, queue, via_sdk)
+        )
         for _ in range(processes)
     ]
     for proc in procs:
@@ -122,23 +150,39 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--postgres", default="postgresql+psycopg://127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--via-sdk", action="store_true", help="answer through the openai SDK")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(
-            ("sqlite", measure(str(Path(tmp) / "quota.db"), args.processes, args.tasks, args.limit))
+            (
+                "sqlite",
+                measure(
+                    str(Path(tmp) / "quota.db"),
+                    args.processes,
+                    args.tasks,
+                    args.limit,
+                    args.via_sdk,
+                ),
+            )
         )
     if not args.no_postgres:
         import psycopg
 
         target, schema = _postgres_target(args.postgres)
         try:
-            rows.append(("postgresql", measure(target, args.processes, args.tasks, args.limit)))
+            rows.append(
+                (
+                    "postgresql",
+                    measure(target, args.processes, args.tasks, args.limit, args.via_sdk),
+                )
+            )
         finally:
             admin_url = "postgresql://" + args.postgres.split("://", 1)[1]
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f"DROP SCHEMA {schema} CASCADE")
-    print(f"{args.processes} processes x {args.tasks} tasks, limited provider {args.limit}/day")
+    how = "openai SDK + MockTransport" if args.via_sdk else "in-process instant adapter"
+    print(f"{args.processes} processes x {args.tasks} tasks, limit {args.limit}/day ({how})")
     for name, row in rows:
         print(
             f"{name:<11} {row['tasks_per_s']:8.0f} tasks/s  ({row['tasks']:.0f} tasks in"
