@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -29,10 +28,9 @@ from scheduler.errors import (
     RateLimited,
     RejectedInput,
     Transient,
-    redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import retry_hint
+from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.tasks import ProviderResult, TaskKind, TextTask, estimate_tokens, text_usage
 
 # Jamba refuses larger values with a 422; clamping keeps a big --max-tokens usable here.
@@ -43,7 +41,6 @@ _CREDIT_TEXT = re.compile(
     re.IGNORECASE,
 )
 _AUTH_TEXT = re.compile(r"authenticat|api key|api_key|unauthori[sz]ed", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class AI21Adapter(Adapter):
@@ -70,32 +67,14 @@ class AI21Adapter(Adapter):
                 headers=headers,
                 timeout=self.timeout_s,
             )
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         if response.status_code != 200:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
         return self._result(response, task, model)
 
     def _result(self, response: httpx.Response, task: TextTask, model: str) -> ProviderResult:
-        try:
-            data = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            content_type = response.headers.get("content-type") or "no content type"
-            raise Transient(
-                f"malformed response: not JSON ({content_type})", provider=self.name, status=200
-            ) from None
-        if not isinstance(data, dict):
-            raise Transient("malformed response: not a JSON object", provider=self.name, status=200)
+        data = json_object(response, provider=self.name)
         try:
             content = data["choices"][0]["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -124,25 +103,23 @@ def _int(value: object, fallback: float) -> int:
     return int(fallback)
 
 
-def _message(body: object, raw: bytes) -> str:
-    """The human text of a FastAPI error body (`detail` string or validation list), or HTML."""
-    if isinstance(body, dict):
-        detail = body.get("detail", body.get("message", body.get("error")))
-        if isinstance(detail, list):  # 422: [{"loc": [...], "msg": "...", "type": "..."}]
-            parts = []
-            for item in detail:
-                if isinstance(item, dict):
-                    loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-                    parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
-                else:
-                    parts.append(str(item))
-            return "; ".join(parts)
-        if isinstance(detail, dict):
-            return str(detail.get("message") or json.dumps(detail))
-        return "" if detail is None else str(detail)
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return title.group(1).strip() if title else text.strip()[:200]
+def _message(body: object) -> str | None:
+    """The human text of a FastAPI error body (`detail` string or validation list), or None."""
+    if not isinstance(body, dict):
+        return None
+    detail = body.get("detail", body.get("message", body.get("error")))
+    if isinstance(detail, list):  # 422: [{"loc": [...], "msg": "...", "type": "..."}]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    if isinstance(detail, dict):
+        return str(detail.get("message") or json.dumps(detail))
+    return "" if detail is None else str(detail)
 
 
 def classify_error(
@@ -155,17 +132,9 @@ def classify_error(
     now: float | None = None,
 ) -> ProviderError:
     """Map one AI21 error response to the taxonomy."""
-    now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    message = _message(body, raw)
-    hint = retry_hint(
-        headers, body if body is not None else raw.decode("utf-8", "replace"), now=now
-    )
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status}
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    message, text, hint = answer.message, answer.text, answer.retry_after
+    kwargs = answer.fields(provider, with_hint=False)
 
     if status == 402 or (status in (400, 403, 429) and _CREDIT_TEXT.search(message)):
         return QuotaExhausted(text, **kwargs)

@@ -34,9 +34,9 @@ from scheduler.errors import (
     RateLimited,
     RejectedInput,
     Transient,
-    redact,
 )
 from scheduler.providers.base import Adapter
+from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.retry_hints import parse_retry_value, retry_hint
 from scheduler.tasks import (
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -56,7 +56,6 @@ _CREDIT_TEXT = re.compile(r"credit balance is too low", re.IGNORECASE)
 # details.error_code enforced_spend_limit_reached). Both say when access comes back.
 _SPEND_LIMIT_TEXT = re.compile(r"reached your (?:specified )?(?:workspace )?API usage limits", re.I)
 _REGAIN = re.compile(r"regain access on (\d{4}-\d{2}-\d{2}) at (\d{1,2}:\d{2}) UTC", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TRANSIENT_TYPES = frozenset({"overloaded_error", "api_error", "timeout_error"})
 # Header family -> ledger metric.
 _LIMIT_FAMILIES = (
@@ -92,36 +91,19 @@ class AnthropicAdapter(Adapter):
                 headers=headers,
                 timeout=self.timeout_s,
             )
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         now = time.time()
         if response.status_code != 200:
             raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-                now=now,
+                *error_parts(response), provider=self.name, secret=self.api_key, now=now
             )
         return self._result(response, task, model, now)
 
     def _result(
         self, response: httpx.Response, task: TextTask, model: str, now: float
     ) -> ProviderResult:
-        try:
-            data = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            content_type = response.headers.get("content-type") or "no content type"
-            raise Transient(
-                f"malformed response: not JSON ({content_type})", provider=self.name, status=200
-            ) from None
-        if not isinstance(data, dict):
-            raise Transient("malformed response: not a JSON object", provider=self.name, status=200)
+        data = json_object(response, provider=self.name)
         if data.get("type") == "error":  # an error object inside a 200
             raise classify_error(
                 200, response.headers, response.content, provider=self.name, secret=self.api_key
@@ -159,18 +141,17 @@ def _int(value: object, fallback: float) -> int:
     return int(fallback)
 
 
-def _error_fields(body: object, raw: bytes) -> tuple[str, str, str]:
-    """(error type, message, details.error_code) from an Anthropic error body, or HTML/text."""
-    if not isinstance(body, dict):
-        text = raw.decode("utf-8", "replace")
-        title = _HTML_TITLE.search(text)
-        return "", (title.group(1).strip() if title else text.strip()[:200]), ""
-    error = body.get("error")
+def _error(body: object) -> dict[str, Any]:
+    """The `error` object of an Anthropic error body (`{}` for any other body)."""
+    error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         error = {"message": str(error)} if error is not None else {}
-    details = error.get("details")
-    code = details.get("error_code") if isinstance(details, dict) else None
-    return str(error.get("type") or ""), str(error.get("message") or ""), str(code or "")
+    return error
+
+
+def _message(body: object) -> str | None:
+    """`error.message` of an Anthropic error body; None for a body of another shape."""
+    return str(_error(body).get("message") or "") if isinstance(body, dict) else None
 
 
 def _regain_at(message: str) -> float | None:
@@ -203,14 +184,12 @@ def classify_error(
 ) -> ProviderError:
     """Map one Anthropic error response to the taxonomy, reading the body, not only the status."""
     now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    etype, message, code = _error_fields(body, raw)
-    hint = retry_hint(
-        headers, body if body is not None else raw.decode("utf-8", "replace"), now=now
-    )
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    message, text, hint = answer.message, answer.text, answer.retry_after
+    error = _error(answer.body)
+    etype = str(error.get("type") or "")
+    details = error.get("details")
+    code = str((details.get("error_code") if isinstance(details, dict) else None) or "")
     # Only an explicit retry-after paces a server error: the rate-limit resets describe
     # buckets, not what failed.
     explicit = retry_hint(
@@ -218,8 +197,7 @@ def classify_error(
         None,
         now=now,
     )
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status}
+    kwargs = answer.fields(provider, with_hint=False)
 
     if status == 402 or etype == "billing_error" or _CREDIT_TEXT.search(message):
         return QuotaExhausted(text, **kwargs)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,7 +46,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import retry_hint
+from scheduler.providers.http_errors import error_parts, not_json, read_error, transport_error
 from scheduler.tasks import ProviderResult, Segment, SttTask, TaskKind
 
 if TYPE_CHECKING:
@@ -68,7 +67,6 @@ _UNUSABLE_AUDIO = re.compile(
     r"|transcod|could not (?:decode|process)|unsupported|too short|audio duration|file type",
     re.IGNORECASE,
 )
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class AssemblyAIAdapter(Adapter):
@@ -115,14 +113,8 @@ class AssemblyAIAdapter(Adapter):
                 raise self._timed_out(transcript) from None
             except aai.AssemblyAIError as exc:
                 raise self._sdk_error(exc, client.last_response) from None
-            except httpx.TimeoutException:
-                raise Transient(
-                    f"timed out after {self.timeout_s:g} s", provider=self.name
-                ) from None
             except httpx.HTTPError as exc:
-                raise Transient(
-                    f"connection failed: {type(exc).__name__}", provider=self.name
-                ) from None
+                raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
             except OSError as exc:  # the SDK reads the file while uploading it
                 raise RejectedInput(
                     f"cannot read {task.audio.name}: {exc.strerror or type(exc).__name__}",
@@ -162,13 +154,7 @@ class AssemblyAIAdapter(Adapter):
     def _sdk_error(self, exc: Exception, response: httpx.Response | None) -> ProviderError:
         status = getattr(exc, "status_code", None)
         if response is not None and isinstance(status, int) and response.status_code == status:
-            return classify_error(
-                status,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            return classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
         return Transient(redact(str(exc), self.api_key)[:300], provider=self.name, status=status)
 
 
@@ -178,17 +164,14 @@ def _malformed(response: httpx.Response | None, provider: str) -> Transient:
         try:
             json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
-            content_type = response.headers.get("content-type") or "no content type"
-            return Transient(
-                f"malformed response: not JSON ({content_type})", provider=provider, status=status
-            )
+            return not_json(response, provider=provider)
     where = f" from {response.request.url.path}" if response is not None else ""
     return Transient(
         f"malformed response: unexpected shape{where}", provider=provider, status=status
     )
 
 
-def _message(body: object, raw: bytes) -> str:
+def _message(body: object) -> str | None:
     """AssemblyAI errors are `{"error": "..."}`; the upload endpoint may answer plain text."""
     if isinstance(body, dict):
         error = body.get("error") or body.get("message") or body.get("detail")
@@ -196,9 +179,7 @@ def _message(body: object, raw: bytes) -> str:
             return error
         if error is not None:
             return json.dumps(error)
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return title.group(1).strip() if title else text.strip()[:200]
+    return None
 
 
 def classify_error(
@@ -211,15 +192,8 @@ def classify_error(
     now: float | None = None,
 ) -> ProviderError:
     """Map one failed AssemblyAI HTTP response to the taxonomy, reading the body."""
-    now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    message = _message(body, raw)
-    hint = retry_hint(headers, raw if body is None else body, now=now)
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status, "retry_after": hint}
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    message, text, kwargs = answer.message, answer.text, answer.fields(provider)
     if status == 402 or (status in (400, 403, 429) and _NO_CREDIT.search(message)):
         return QuotaExhausted(text, **kwargs)
     if status == 429:

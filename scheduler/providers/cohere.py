@@ -30,9 +30,9 @@ from scheduler.errors import (
     RateLimited,
     RejectedInput,
     Transient,
-    redact,
 )
 from scheduler.providers.base import Adapter
+from scheduler.providers.http_errors import error_text, page_title_or_text, transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     ProviderResult,
@@ -46,7 +46,6 @@ from scheduler.tasks import (
 # "You are using a Trial key, which is limited to 1000 API calls / month." -- per month, not
 # per minute: waiting seconds will not help.
 _MONTHLY = re.compile(r"/\s*month|per month|monthly", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # The trial per-minute window is rolling: a slot comes back within a minute.
 _TRIAL_WINDOW_S = 60.0
 
@@ -108,12 +107,8 @@ class CohereAdapter(Adapter):
                 provider=self.name,
                 status=200,
             ) from None
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         response: httpx.Response = raw.response
         return response
 
@@ -186,11 +181,7 @@ def _message(body: object) -> str:
     if isinstance(body, dict):
         message = body.get("message") or body.get("detail") or body.get("error") or ""
         return message if isinstance(message, str) else json.dumps(message)
-    if isinstance(body, bytes | bytearray):
-        body = body.decode("utf-8", "replace")
-    text = str(body or "")
-    title = _HTML_TITLE.search(text)
-    return title.group(1).strip() if title else text.strip()[:200]
+    return page_title_or_text(str(body or ""))  # never bytes: classify_error decoded them
 
 
 def classify_error(
@@ -212,7 +203,7 @@ def classify_error(
             body = text_body
     message = _message(body)
     hint = retry_hint(headers, body if body is not None else "", now=now)
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
+    text = error_text(status, message, secret)
     kwargs: dict[str, Any] = {"provider": provider, "status": status}
 
     if status == 200:  # the SDK could not decode a successful answer

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import io
 import json
-import re
-import time
 import wave
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -40,10 +38,9 @@ from scheduler.errors import (
     RateLimited,
     RejectedInput,
     Transient,
-    redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import retry_hint
+from scheduler.providers.http_errors import error_parts, read_error, transport_error
 from scheduler.tasks import AudioFormat, ProviderResult, TaskKind, TtsTask
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
@@ -59,7 +56,6 @@ FORMATS: dict[AudioFormat, tuple[str, str]] = {
 _QUOTA_STATUSES = frozenset({"quota_exceeded", "insufficient_credits", "credits_exhausted"})
 _BUSY_STATUSES = frozenset({"too_many_concurrent_requests", "system_busy", "rate_limit_exceeded"})
 _PLAN_STATUSES = frozenset({"paid_plan_required"})
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class ElevenLabsAdapter(Adapter):
@@ -80,20 +76,10 @@ class ElevenLabsAdapter(Adapter):
                 headers={"xi-api-key": self.api_key},
                 json={"text": task.text, "model_id": model},
             )
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         if not response.is_success:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
         data = response.content
         content_type = response.headers.get("content-type", "")
         if not data or content_type.startswith(("application/json", "text/")):
@@ -124,8 +110,8 @@ def pcm_to_wav(pcm: bytes, rate: int) -> bytes:
     return out.getvalue()
 
 
-def _detail(body: object, raw: bytes) -> tuple[str, str]:
-    """(status or code, message) from any ElevenLabs error body."""
+def _detail(body: object) -> tuple[str, str] | None:
+    """(status or code, message) from any ElevenLabs error body; None for another body."""
     detail = body.get("detail", body) if isinstance(body, dict) else None
     if isinstance(detail, dict):
         status = detail.get("status") or detail.get("code") or ""
@@ -141,9 +127,16 @@ def _detail(body: object, raw: bytes) -> tuple[str, str]:
         return "validation_error", "; ".join(messages)
     if isinstance(detail, str):
         return "", detail
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return "", title.group(1).strip() if title else text.strip()[:200]
+    return None
+
+
+def _label(body: object) -> str | None:
+    """The `status: message` label of an ElevenLabs error body (no status: the message)."""
+    found = _detail(body)
+    if found is None:
+        return None
+    code, message = found
+    return f"{code}: {message}" if code else message
 
 
 def classify_error(
@@ -156,16 +149,9 @@ def classify_error(
     now: float | None = None,
 ) -> ProviderError:
     """Map one failed ElevenLabs response to the taxonomy, by `detail.status` first."""
-    now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    code, message = _detail(body, raw)
-    hint = retry_hint(headers, raw if body is None else body, now=now)
-    label = f"{code}: {message}" if code else message
-    text = redact(f"HTTP {status}: {label}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status, "retry_after": hint}
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_label)
+    code = (_detail(answer.body) or ("", ""))[0]
+    text, kwargs = answer.text, answer.fields(provider)
     if code in _QUOTA_STATUSES:
         return QuotaExhausted(text, **kwargs)
     if code in _PLAN_STATUSES:

@@ -15,7 +15,6 @@ invoices" (observed 2026-07 on this very endpoint), is out of quota, not a refus
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 import httpx
 
 from scheduler.errors import ProviderError, QuotaExhausted, RejectedInput, Transient
+from scheduler.providers.http_errors import decode_json
 from scheduler.providers.openai_compat import (
     OpenAICompatAdapter,
     decode_base64,
@@ -114,8 +114,8 @@ class FireworksAdapter(OpenAICompatAdapter):
             if not response.content:
                 raise Transient("malformed response: no image", provider=self.name, status=200)
             return response.content, response.headers.get("finish-reason", "")
-        data = _json_dict(response.content)
-        if data is None:
+        data = decode_json(response.content)
+        if not isinstance(data, dict):
             raise Transient("malformed response: not JSON", provider=self.name, status=200)
         finish = str(data.get("finishReason") or response.headers.get("finish-reason", ""))
         if finish.upper() == "CONTENT_FILTERED":
@@ -134,14 +134,6 @@ class FireworksAdapter(OpenAICompatAdapter):
                 str(error), provider=self.name, status=status, retry_after=error.retry_after
             )
         return error
-
-
-def _json_dict(raw: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 __all__ = ["ASPECT_RATIOS", "FireworksAdapter", "aspect_ratio", "workflow_path"]

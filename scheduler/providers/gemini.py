@@ -32,6 +32,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
+from scheduler.providers.http_errors import transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     MultimodalTask,
@@ -139,12 +140,8 @@ class GeminiAdapter(Adapter):
             )
         except errors.APIError as exc:
             raise self._classify(exc) from None
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.TransportError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # A 200 whose body is not JSON or not the documented shape (the SDK's json.loads
             # and pydantic models raise these).

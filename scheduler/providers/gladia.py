@@ -29,7 +29,6 @@ import asyncio
 import json
 import math
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,7 +45,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import retry_hint
+from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.tasks import MultimodalTask, ProviderResult, Segment, SttTask, TaskKind
 
 DEFAULT_BASE_URL = "https://api.gladia.io"
@@ -56,7 +55,6 @@ _QUOTA_TEXT = re.compile(
     r"|payment required|hours? (?:limit|per month)",
     re.IGNORECASE,
 )
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _RUNNING = ("queued", "processing")
 
 
@@ -171,34 +169,13 @@ class GladiaAdapter(Adapter):
                 headers={"x-gladia-key": self.api_key or ""},
                 **kwargs,
             )
-        except httpx.TimeoutException:
-            raise Transient(
-                f"timed out after {self.timeout_s:g} s on {method} {path}", provider=self.name
-            ) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
+            raise transport_error(
+                exc, provider=self.name, timeout_s=self.timeout_s, where=f" on {method} {path}"
             ) from None
         if not response.is_success:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
-        try:
-            body = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            content_type = response.headers.get("content-type") or "no content type"
-            raise Transient(
-                f"malformed response: not JSON ({content_type})",
-                provider=self.name,
-                status=response.status_code,
-            ) from None
-        if not isinstance(body, dict):
-            raise self._malformed("not a JSON object")
-        return body
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
+        return json_object(response, provider=self.name)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -265,19 +242,17 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _message(body: object, raw: bytes) -> str:
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error") or body.get("detail") or ""
-        if not isinstance(message, str):
-            message = json.dumps(message)
-        problems = body.get("validation_errors")
-        if isinstance(problems, list) and problems:
-            message = f"{message} ({'; '.join(str(p) for p in problems)})".strip()
-        if message:
-            return message
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return title.group(1).strip() if title else text.strip()[:200]
+def _message(body: object) -> str | None:
+    """`message` (and any `validation_errors`) of a Gladia error body; None when it has none."""
+    if not isinstance(body, dict):
+        return None
+    message = body.get("message") or body.get("error") or body.get("detail") or ""
+    if not isinstance(message, str):
+        message = json.dumps(message)
+    problems = body.get("validation_errors")
+    if isinstance(problems, list) and problems:
+        message = f"{message} ({'; '.join(str(p) for p in problems)})".strip()
+    return message or None
 
 
 def classify_error(
@@ -290,15 +265,8 @@ def classify_error(
     now: float | None = None,
 ) -> ProviderError:
     """Map one failed Gladia response to the taxonomy (see the module docstring)."""
-    now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    message = _message(body, raw)
-    hint = retry_hint(headers, raw if body is None else body, now=now)
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status, "retry_after": hint}
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    message, text, kwargs = answer.message, answer.text, answer.fields(provider)
     if status == 402 or (status in (400, 401, 403, 429) and _QUOTA_TEXT.search(message)):
         return QuotaExhausted(text, **kwargs)
     if status == 429:

@@ -34,7 +34,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import retry_hint
+from scheduler.providers.http_errors import error_parts, read_error, transport_error
 from scheduler.tasks import (
     ImageTask,
     ProviderResult,
@@ -48,7 +48,6 @@ ROUTER_URL = "https://router.huggingface.co"
 PROVIDER_PATH = "/hf-inference"
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # IETF draft RateLimit header as HF sends it: `"api";r=489;t=189` (remaining, seconds to reset),
 # and RateLimit-Policy: `"fixed window";"api";q=500;w=300` (quota per window).
 _RL_REMAINING = re.compile(r"(?:^|;)\s*r=(\d+(?:\.\d+)?)")
@@ -134,20 +133,10 @@ class HuggingFaceAdapter(Adapter):
     async def _post(self, model: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self.http.post(self._url(model), timeout=self.timeout_s, **kwargs)
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.TransportError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         if response.status_code >= 300:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
         return response
 
 
@@ -194,7 +183,7 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _message(body: object, raw: bytes) -> str:
+def _message(body: object) -> str | None:
     """The human-readable error from HF's shapes: {"error": str | {message} | [str, ...]}."""
     if isinstance(body, Mapping):
         error = body.get("error", body.get("message", body.get("detail")))
@@ -204,9 +193,7 @@ def _message(body: object, raw: bytes) -> str:
             error = "; ".join(str(item) for item in error)
         if error is not None:
             return str(error)
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return title.group(1).strip() if title else text.strip()[:200]
+    return None
 
 
 def classify_error(
@@ -219,25 +206,18 @@ def classify_error(
     now: float | None = None,
 ) -> ProviderError:
     """Map one failed router response to the taxonomy, reading the body, not only the status."""
-    now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    message = _message(body, raw)
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    hint = retry_hint(
-        headers, body if body is not None else raw.decode("utf-8", "replace"), now=now
-    )
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    body, message, text, hint = answer.body, answer.message, answer.text, answer.retry_after
+    kwargs = answer.fields(provider, with_hint=False)
 
     if status == 402 or (status == 429 and _CREDITS_GONE.search(message)):
-        return QuotaExhausted(text, provider=provider, status=status)
+        return QuotaExhausted(text, **kwargs)
     if status == 429:
         if hint is None:
             hint = _ietf_reset(headers)
-        return RateLimited(text, provider=provider, status=status, retry_after=hint)
+        return RateLimited(text, retry_after=hint, **kwargs)
     if status in (401, 403):
-        return AuthFailed(text, provider=provider, status=status)
+        return AuthFailed(text, **kwargs)
     if status == 410:
         return RejectedInput(
             redact(
@@ -245,16 +225,15 @@ def classify_error(
                 f" base_url to {ROUTER_URL})",
                 secret,
             )[:400],
-            provider=provider,
-            status=status,
+            **kwargs,
         )
     if status in (408, 409, 425) or status >= 500:
         if isinstance(body, Mapping):  # a model still loading says how long it needs
             estimated = _number(body.get("estimated_time"))
             if estimated is not None and estimated >= 0:
                 hint = estimated
-        return Transient(text, provider=provider, status=status, retry_after=hint)
-    return RejectedInput(text, provider=provider, status=status)
+        return Transient(text, retry_after=hint, **kwargs)
+    return RejectedInput(text, **kwargs)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

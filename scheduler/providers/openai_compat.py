@@ -37,10 +37,10 @@ from scheduler.errors import (
     RateLimited,
     RejectedInput,
     Transient,
-    redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import parse_retry_value, retry_hint
+from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
+from scheduler.retry_hints import parse_retry_value
 from scheduler.tasks import (
     ImageTask,
     MultimodalTask,
@@ -77,7 +77,6 @@ _CREDIT_TEXT = re.compile(
 _BAD_KEY_TEXT = re.compile(r"API key not valid|API_KEY_INVALID|invalid api key", re.IGNORECASE)
 _GOOGLE_NO_FREE_QUOTA = re.compile(r"\blimit: 0\b")
 _REFUSED_403 = re.compile(r"moderation|flagged|context|too long|max_tokens|tokens", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # Whisper models answer `verbose_json` (segments with timestamps); gpt-4o*-transcribe only `json`.
 _WHISPER = re.compile(r"whisper", re.IGNORECASE)
 # What each requested speech format is when neither the bytes nor the content-type tell.
@@ -153,7 +152,7 @@ class OpenAICompatAdapter(Adapter):
         self, body: dict[str, Any], *, model: str, input_estimate: float
     ) -> ProviderResult:
         response = await self._post("/chat/completions", body)
-        data = _json_object(response, self.name)
+        data = json_object(response, provider=self.name)
         self._raise_body_error(data, response, expected="choices")
         try:
             message = data["choices"][0]["message"]
@@ -192,7 +191,7 @@ class OpenAICompatAdapter(Adapter):
         if model.lower().startswith("dall-e"):
             body["response_format"] = "b64_json"
         response = await self._post("/images/generations", body)
-        data = _json_object(response, self.name)
+        data = json_object(response, provider=self.name)
         self._raise_body_error(data, response, expected="data")
         items = data.get("data")
         item = items[0] if isinstance(items, list) and items else None
@@ -257,7 +256,7 @@ class OpenAICompatAdapter(Adapter):
         response = await self._post(
             "/audio/transcriptions", fields, files=files, headers=_MULTIPART
         )
-        data = _json_object(response, self.name)
+        data = json_object(response, provider=self.name)
         self._raise_body_error(data, response, expected="text")
         text = data.get("text")
         if not isinstance(text, str):
@@ -310,7 +309,7 @@ class OpenAICompatAdapter(Adapter):
         if declared.startswith("audio/"):
             return _AUDIO_ALIASES.get(declared, declared)
         if declared in ("application/json", "text/html", "text/plain"):
-            data = _json_or_none(content)
+            data = decode_json(content)
             if isinstance(data, dict) and "error" in data:
                 self._raise_body_error(data, response, expected="")
             raise Transient(
@@ -361,9 +360,7 @@ class OpenAICompatAdapter(Adapter):
                 path, body=body, files=files, options=options, cast_to=httpx.Response
             )
         except openai.APIStatusError as exc:
-            raise self._classify(
-                exc.response.status_code, exc.response.headers, exc.response.content
-            ) from None
+            raise self._classify(*error_parts(exc.response)) from None
         except openai.APITimeoutError:
             raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except openai.APIConnectionError as exc:
@@ -449,51 +446,41 @@ def _main_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _json_or_none(raw: bytes) -> object:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def _int(value: object, fallback: float) -> int:
     if isinstance(value, int | float) and math.isfinite(value):  # JSON may say NaN
         return int(value)
     return int(fallback)
 
 
-def _json_object(response: httpx.Response, provider: str) -> dict[str, Any]:
-    content_type = response.headers.get("content-type", "")
-    try:
-        data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        raise Transient(
-            f"malformed response: not JSON ({content_type or 'no content type'})",
-            provider=provider,
-            status=response.status_code,
-        ) from None
-    if not isinstance(data, dict):
-        raise Transient("malformed response: not a JSON object", provider=provider, status=200)
-    return data
-
-
-def _error_fields(body: object, raw: bytes) -> tuple[str, str, str, str, dict[str, Any]]:
-    """(message, type, code, google_status, metadata) from any OpenAI-like error body."""
+def _envelope(body: object) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(body, its `error` object) of any OpenAI-like error body; None for another body."""
     if isinstance(body, list) and body and isinstance(body[0], dict):  # Gemini-compat wraps
         body = body[0]
     if not isinstance(body, dict):
-        text = raw.decode("utf-8", "replace")
-        title = _HTML_TITLE.search(text)
-        return (title.group(1).strip() if title else text.strip()[:200]), "", "", "", {}
+        return None
     error = body.get("error", body)
     if not isinstance(error, dict):
         error = {"message": str(error)}
-    message = error.get("message") or body.get("detail") or body.get("message") or ""
+    return body, error
+
+
+def _message(body: object) -> str | None:
+    """The message of any OpenAI-like error body; None for another body."""
+    envelope = _envelope(body)
+    if envelope is None:
+        return None
+    outer, error = envelope
+    message = error.get("message") or outer.get("detail") or outer.get("message") or ""
     if isinstance(message, dict):  # FastAPI-style {"detail": {...}}
         message = message.get("message") or json.dumps(message)
+    return str(message)
+
+
+def _error_fields(body: object) -> tuple[str, str, str, dict[str, Any]]:
+    """(type, code, google_status, metadata) from any OpenAI-like error body."""
+    _, error = _envelope(body) or ({}, {})
     metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
     return (
-        str(message),
         str(error.get("type") or ""),
         str(error.get("code") or ""),
         str(error.get("status") or ""),
@@ -527,16 +514,10 @@ def classify_error(
 ) -> ProviderError:
     """Map an OpenAI-compatible error to the taxonomy, reading the body, not only the status."""
     now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    message, etype, code, google_status, metadata = _error_fields(body, raw)
-    hint = retry_hint(
-        headers, body if body is not None else raw.decode("utf-8", "replace"), now=now
-    )
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status, "retry_after": hint}
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    body, message, text, hint = answer.body, answer.message, answer.text, answer.retry_after
+    kwargs = answer.fields(provider)
+    etype, code, google_status, metadata = _error_fields(body)
     quota_signal = etype in _QUOTA_CODES or code in _QUOTA_CODES or _CREDIT_TEXT.search(message)
 
     if status == 402:
@@ -547,7 +528,7 @@ def classify_error(
         if _GOOGLE_NO_FREE_QUOTA.search(message) or _google_per_day(body):
             # Google's retryDelay (~40 s) is wrong for a daily quota: the window resets at
             # midnight Pacific, which the provider's own day rule knows.
-            return QuotaExhausted(text, provider=provider, status=status)
+            return QuotaExhausted(text, **answer.fields(provider, with_hint=False))
         if (
             quota_signal
             or _LONG_WINDOW.search(message)

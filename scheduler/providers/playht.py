@@ -20,12 +20,10 @@ limited, 400/422 refused input, 5xx transient.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 
@@ -36,10 +34,9 @@ from scheduler.errors import (
     RateLimited,
     RejectedInput,
     Transient,
-    redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.retry_hints import retry_hint
+from scheduler.providers.http_errors import error_parts, read_error, transport_error
 from scheduler.tasks import ProviderResult, TaskKind, TtsTask
 
 DEFAULT_BASE_URL = "https://api.play.ht"
@@ -52,7 +49,6 @@ _QUOTA_TEXT = re.compile(
     r"|upgrade your plan",
     re.IGNORECASE,
 )
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class PlayHTAdapter(Adapter):
@@ -87,20 +83,10 @@ class PlayHTAdapter(Adapter):
                     "voice_engine": model,
                 },
             )
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         if not response.is_success:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
         content_type = response.headers.get("content-type", "")
         if not response.content or content_type.startswith(("application/json", "text/")):
             raise Transient(
@@ -117,7 +103,8 @@ class PlayHTAdapter(Adapter):
         )
 
 
-def _message(body: object, raw: bytes) -> str:
+def _message(body: object) -> str | None:
+    """The first text among the keys Play.ht error bodies were seen with; None without one."""
     if isinstance(body, dict):
         for key in ("error_message", "message", "error", "detail"):
             value = body.get(key)
@@ -125,9 +112,7 @@ def _message(body: object, raw: bytes) -> str:
                 return value
             if isinstance(value, dict) and isinstance(value.get("message"), str):
                 return str(value["message"])
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return title.group(1).strip() if title else text.strip()[:200]
+    return None
 
 
 def classify_error(
@@ -140,15 +125,8 @@ def classify_error(
     now: float | None = None,
 ) -> ProviderError:
     """Map one failed Play.ht response to the taxonomy by status and message text."""
-    now = time.time() if now is None else now
-    try:
-        body: object = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    message = _message(body, raw)
-    hint = retry_hint(headers, raw if body is None else body, now=now)
-    text = redact(f"HTTP {status}: {message}".strip().rstrip(":"), secret)[:300]
-    kwargs: dict[str, Any] = {"provider": provider, "status": status, "retry_after": hint}
+    answer = read_error(status, headers, raw, secret=secret, now=now, message_of=_message)
+    message, text, kwargs = answer.message, answer.text, answer.fields(provider)
     if status == 402 or (status in (400, 403, 429) and _QUOTA_TEXT.search(message)):
         return QuotaExhausted(text, **kwargs)
     if status == 429:

@@ -49,6 +49,12 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
+from scheduler.providers.http_errors import (
+    decode_json,
+    error_parts,
+    page_title_or_text,
+    transport_error,
+)
 from scheduler.providers.stability import nearest_aspect_ratio
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
@@ -79,7 +85,6 @@ _INPUT_FAILURE = re.compile(
     r"\bE1001\b|out of memory|image (?:is )?too large|could not (?:decode|open|identify) image",
     re.IGNORECASE,
 )
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 # The body of the last SDK answer in this task, saved by the response hook (hooks run inline in
 # the awaiting task, so concurrent calls each see their own).
@@ -125,13 +130,7 @@ class ReplicateAdapter(Adapter):
         await response.aread()
         _LAST_BODY.set(response.content)
         if response.status_code >= 400:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
 
     # -- task kinds -------------------------------------------------------------------------
 
@@ -238,12 +237,8 @@ class ReplicateAdapter(Adapter):
             raise  # classified by the response hook
         except ReplicateError as exc:  # only if the hook did not see the answer
             raise _from_sdk_error(exc, self.name, self.api_key) from None
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         except (ValueError, TypeError):
             pass  # the SDK's model rejected the answer ("aborted", not an object): read it raw
         try:
@@ -330,17 +325,13 @@ def _count(value: object, fallback: float) -> int:
     return int(fallback)
 
 
-def _problem(raw: bytes) -> tuple[str, str, Any]:
-    """(title, detail, decoded body) of an RFC 7807 problem, or an HTML page's title."""
-    try:
-        body: Any = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
+def _problem(raw: bytes) -> tuple[str, str, object]:
+    """(title, detail, body for the retry hint) of an RFC 7807 problem (its decoded JSON), or of
+    another body (an HTML page's title or the text, and the raw bytes)."""
+    body = decode_json(raw)
     if isinstance(body, dict):
         return str(body.get("title") or ""), str(body.get("detail") or ""), body
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return "", title.group(1).strip() if title else text.strip()[:200], text
+    return "", page_title_or_text(raw), raw
 
 
 def classify_error(

@@ -19,7 +19,6 @@ the 25 free credits and price paid ones.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -38,6 +37,12 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
+from scheduler.providers.http_errors import (
+    decode_json,
+    error_parts,
+    page_title_or_text,
+    transport_error,
+)
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import ImageTask, ProviderResult, Task, TaskKind
 
@@ -61,7 +66,6 @@ RATE_LIMIT_TIMEOUT_S = 60.0
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 _CREDIT_TEXT = re.compile(r"sufficient credits|purchase more credits", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def nearest_aspect_ratio(size: str, ratios: Sequence[str]) -> str:
@@ -124,20 +128,10 @@ class StabilityAdapter(Adapter):
         headers = {"Authorization": f"Bearer {self.api_key or ''}", "Accept": "image/*"}
         try:
             response = await self.http.post(url, files=parts, headers=headers)
-        except httpx.TimeoutException:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
         except httpx.HTTPError as exc:
-            raise Transient(
-                f"connection failed: {type(exc).__name__}", provider=self.name
-            ) from None
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         if response.status_code != 200:
-            raise classify_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                provider=self.name,
-                secret=self.api_key,
-            )
+            raise classify_error(*error_parts(response), provider=self.name, secret=self.api_key)
         return self._result(response, model)
 
     def _result(self, response: httpx.Response, model: str) -> ProviderResult:
@@ -170,10 +164,7 @@ class StabilityAdapter(Adapter):
 def _error_fields(raw: bytes) -> tuple[str, str]:
     """(name, message) from a v2beta `{"id","name","errors"}` body, a v1 `{"message"}` body, or
     the title of an HTML error page from a proxy in front of the API."""
-    try:
-        body: Any = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
+    body = decode_json(raw)
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list):
@@ -181,9 +172,7 @@ def _error_fields(raw: bytes) -> tuple[str, str]:
         else:
             message = str(body.get("message") or errors or "")
         return str(body.get("name") or ""), message
-    text = raw.decode("utf-8", "replace")
-    title = _HTML_TITLE.search(text)
-    return "", title.group(1).strip() if title else text.strip()[:200]
+    return "", page_title_or_text(raw)
 
 
 def classify_error(
