@@ -199,6 +199,8 @@ def check_output_path(path: Path, suffixes: Collection[str]) -> None:
         raise InputError(f"{path}: is a directory, expected an output file name")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
+        if parent.exists():
+            raise InputError(f"{path}: {parent} is not a directory")
         raise InputError(f"{path}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(f"{path}: cannot write there (permission denied)")

@@ -8,6 +8,7 @@ for any, 1 otherwise.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,7 +55,14 @@ def run_stt_batch(
     if output is not None:
         if output.exists() and not output.is_dir():
             raise InputError(f"{output}: with several files, -o must be a directory")
-        output.mkdir(parents=True, exist_ok=True)
+        try:  # fail here, before any call, rather than with a traceback after paying for it
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"{output}: cannot create the output directory ({exc.strerror})"
+            ) from None
+        if not os.access(output, os.W_OK):
+            raise InputError(f"{output}: cannot write there (permission denied)")
     tasks: list[SttTask] = []
     invalid: dict[Path, str] = {}
     for path in files:

@@ -89,15 +89,33 @@ def _read_text(value: str | None, what: str) -> str:
 
     from scheduler.errors import InputError
 
+    source = f"the {what}"
     if value is None or value == "-":
         if value is None and sys.stdin.isatty():
             raise InputError(f"no {what}: pass it as an argument, or pipe it on standard input")
+        source = "standard input"
         try:
             value = sys.stdin.read()
         except UnicodeDecodeError:
-            raise InputError("standard input is not UTF-8 text") from None
+            raise InputError(_NOT_UTF8.format(source=source)) from None
+    _utf8(value, source)
     if not value.strip():
         raise InputError(f"the {what} is empty")
+    return value
+
+
+_NOT_UTF8 = "{source} is not UTF-8 text; convert it first (e.g. iconv -t UTF-8)"
+
+
+def _utf8(value: str, source: str) -> str:
+    """VALUE, if it is text: under a C/POSIX locale or in UTF-8 mode Python lets undecodable
+    bytes of stdin and argv through as lone surrogates, which crash the request mid-call."""
+    from scheduler.errors import InputError
+
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(_NOT_UTF8.format(source=source)) from None
     return value
 
 
@@ -226,7 +244,10 @@ def text(
     from scheduler.tasks import TextTask
 
     task = TextTask(
-        prompt=_read_text(prompt, "prompt"), system=system, max_tokens=max_tokens, model=model
+        prompt=_read_text(prompt, "prompt"),
+        system=_utf8(system, "--system") if system is not None else None,
+        max_tokens=max_tokens,
+        model=model,
     )
     (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
     _report(run, as_json=as_json, verbose=verbose)
