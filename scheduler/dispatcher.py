@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -259,7 +259,7 @@ class Dispatcher:
             self._charge(hold.estimated_cost)  # held against --max-cost while in flight
             tries += 1
             try:
-                result = await adapter.run(task, model=model)
+                result = await self._bounded(adapter.run(task, model=model), task)
             except ProviderError as error:
                 last_error = error
                 self._charge(-hold.estimated_cost)
@@ -267,6 +267,11 @@ class Dispatcher:
                     self.ledger.release(hold)  # the next try reserves afresh
                 else:
                     holds.append(hold)  # settled with the failure record below
+                raise
+            except BaseException:
+                # Not a provider failure (a bug, Ctrl-C): give the quota back, then let it out.
+                self._charge(-hold.estimated_cost)
+                self.ledger.release(hold)
                 raise
             holds.append(hold)
             return result
@@ -301,6 +306,16 @@ class Dispatcher:
         cost = self.ledger.commit(hold, record, rate_limits=result.rate_limits)
         self._charge(cost - hold.estimated_cost)  # the estimate held in flight becomes the cost
         return Attempt(name, "ok", None, latency_ms, tries, result.model, cost), result
+
+    async def _bounded(self, call: Awaitable[ProviderResult], task: Task) -> ProviderResult:
+        """One provider call within `timeout_s` in all (httpx's timeout bounds each read, not a
+        whole slowly trickled answer). Speech gets its length on top: a local transcription of
+        an hour of audio is not a hung call."""
+        limit = self.config.settings.timeout_s + _audio_seconds(task)
+        try:
+            return await asyncio.wait_for(call, timeout=limit)
+        except TimeoutError:
+            raise Transient(f"timed out after {limit:g} s") from None
 
     def _charge(self, amount: float) -> None:
         if self.max_cost is not None and amount:
@@ -348,6 +363,11 @@ class Dispatcher:
                 error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN_S
             )
         return None
+
+
+def _audio_seconds(task: Task) -> float:
+    seconds = getattr(task, "audio_seconds", None)
+    return float(seconds) if isinstance(seconds, int | float) else 0.0
 
 
 def _retryable(exc: BaseException, max_wait_s: float) -> bool:

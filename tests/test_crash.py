@@ -26,7 +26,7 @@ def test_sigkill_mid_call_leaves_a_hold_that_expires_as_used(
             "b": openai_provider(fake.base_url("b"), "B_KEY"),
         },
         {"text": ["a", "b"]},
-        settings="lease_s: 2\ntimeout_s: 30",
+        settings="lease_s: 2\ntimeout_s: 1.5",
     )
     fake.route("POST", shapes.chat_path("a"), Reply(delay_s=20, json={}))
     fake.route("POST", shapes.chat_path("b"), shapes.chat_ok("from b"))

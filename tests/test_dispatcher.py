@@ -58,9 +58,7 @@ class Script:
         return reply() if callable(reply) else reply
 
 
-def run(
-    target: str, script: Script, config: str = CONFIG
-) -> tuple[RunResult, list[float], Ledger]:
+def run(target: str, script: Script, config: str = CONFIG) -> tuple[RunResult, list[float], Ledger]:
     slept: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:

@@ -142,7 +142,13 @@ def test_text_skips_a_local_server_that_is_not_running_within_200_ms(tmp_path: P
         "groq": "adapter: openai\napi_key_env: GROQ_API_KEY\nmodels: {text: m}",
         "local": f"adapter: local\nbase_url: {base_url}\nmodels: {{text: llama3.2}}",
     }
-    config = write_config(tmp_path / "p.yaml", providers, {"text": ["groq", "local"]})
+    # Local kept last whatever the machine's load, so the last attempt is local's.
+    config = write_config(
+        tmp_path / "p.yaml",
+        providers,
+        {"text": ["groq", "local"]},
+        settings="prefer_local_below_load: null",
+    )
 
     async def dispatch() -> tuple[float, str | None]:
         ledger = Ledger.open(str(tmp_path / "inproc.db"))

@@ -11,7 +11,7 @@ from datetime import time
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scheduler.tasks import Metric, TaskKind
 from scheduler.windows import Period, WindowSpec
@@ -191,11 +191,20 @@ class Settings(_Strict):
     allow_paid: bool = False
     budget: Budget = Field(default_factory=Budget)
     prefer_local_below_load: float | None = Field(default=0.8, ge=0, le=1)
-    timeout_s: float = Field(default=60, gt=0)
+    timeout_s: float = Field(default=60, gt=0, allow_inf_nan=False)
     retries: int = Field(default=2, ge=0, le=10)
-    max_retry_wait_s: float = Field(default=10, ge=0)
-    lease_s: float | None = Field(default=None, gt=0)
+    max_retry_wait_s: float = Field(default=10, ge=0, allow_inf_nan=False)
+    lease_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     cron: CronSettings = Field(default_factory=CronSettings)
+
+    @model_validator(mode="after")
+    def _lease_outlives_calls(self) -> Settings:
+        """A hold must outlive any live call, or a slow call's quota is counted twice."""
+        if self.lease_s is not None and self.lease_s <= self.timeout_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s:g}) must be longer than timeout_s ({self.timeout_s:g})"
+            )
+        return self
 
     @property
     def reservation_lease_s(self) -> float:

@@ -447,11 +447,17 @@ class Ledger:
             self._insert_call(conn, record, time.time() if now is None else now)
 
     def _settle(self, conn: Database, hold: Hold, usage: Mapping[str, float] | None) -> None:
-        """Replace each held amount by the real one (None: the call used nothing)."""
+        """Replace each held amount by the real one (None: the call used nothing).
+
+        A hold is settled once: the reservation row is deleted first, and when it is already
+        gone (its lease expired, so expire() counted it as used) the windows are left alone, or
+        a call that outlived its lease would be counted twice.
+        """
+        if conn.execute("DELETE FROM reservations WHERE id = ?", (hold.id,)).rowcount == 0:
+            return
         for owner, rule_id, start, metric, amount in hold.items:
             used = 0.0 if usage is None else float(usage.get(metric, amount))
             conn.execute(_SETTLE_WINDOW, (amount, amount, used, owner, rule_id, start))
-        conn.execute("DELETE FROM reservations WHERE id = ?", (hold.id,))
 
     @staticmethod
     def _insert_call(conn: Database, record: CallRecord, now: float) -> None:
@@ -502,10 +508,14 @@ class Ledger:
                 )
                 hold = Hold(res_id, provider, items)
                 usage = {
-                    metric: amount for owner, _, _, metric, amount in items if owner == provider
+                    metric: amount
+                    for owner, _, _, metric, amount in items
+                    if owner == provider and metric != "cost_usd"
                 }
-                cost = sum(amount for _, _, _, metric, amount in items if metric == "cost_usd")
-                self._settle(conn, hold, {**usage, "cost_usd": cost})
+                # Each budget (global, per provider) holds the same estimated cost once.
+                costs = [amount for _, _, _, metric, amount in items if metric == "cost_usd"]
+                cost = max(costs, default=0.0)
+                self._settle(conn, hold, usage)  # budget items settle at their own amount
                 record = CallRecord(
                     task=task,
                     provider=provider,
