@@ -60,11 +60,19 @@ def test_no_command_output_or_ledger_byte_contains_a_key(tmp_path: Path, fake: F
         run_cli("cost", "report", "--json", env=env),
         run_cli("config", "check", env=env),
         run_cli("--config", "missing.yaml", "run", "text", "x", env=env),
+        run_cli("cron", "run", "failure-report", env=env),
+        run_cli("cron", "run", "quota-check", env=env),
+        run_cli("cron", "run", "daily-reset", env=env),
+        run_cli("cron", "list", "--json", env=env),
     ]
     assert outputs[0].code == 0 and "cohere: ok" in outputs[0].stderr  # the runs really ran
     texts = [out.stdout + out.stderr for out in outputs]
     ledger_bytes = b"".join(path.read_bytes() for path in tmp_path.glob("quota.db*"))
     assert ledger_bytes  # the ledger exists and holds the failed calls' errors
+    reports = list((tmp_path / "reports").glob("*.json"))
+    assert reports, "the failure report wrote no file"
+    texts += [path.read_text() for path in reports]
+    assert all(path.stat().st_mode & 0o077 == 0 for path in reports)  # owner only
     for variable, key in keys.items():
         fragment = key[:20]  # even a prefix of a key is a leak
         for text in texts:
