@@ -166,9 +166,9 @@ def test_cheapest_and_fastest_orders_differ_from_priority(db_target: str) -> Non
     config = parse_config(STRATEGY_CONFIG)
     ledger = Ledger.open(db_target)
     for provider, latency in (("pricey", 40.0), ("pricey", 60.0), ("gratis", 900.0), ("mid", 5.0)):
-        ledger.record_skip(CallRecord("text", provider, "m", "ok", latency))
-    ledger.record_skip(CallRecord("text", "free", "m", "transient", 1.0))  # failures don't count
-    ledger.record_skip(CallRecord("image", "free", "m", "ok", 1.0))  # other kinds don't count
+        ledger.record_call(CallRecord("text", provider, "m", "ok", latency))
+    ledger.record_call(CallRecord("text", "free", "m", "transient", 1.0))  # failures don't count
+    ledger.record_call(CallRecord("image", "free", "m", "ok", 1.0))  # other kinds don't count
     task = TextTask(prompt="hi")
 
     def order(strategy: str) -> tuple[str, ...]:

@@ -248,10 +248,6 @@ def describe_error(name: Path | str, exc: BaseException) -> str:
     return f"{name}: ledger error: {text}"
 
 
-# The name the SQLite-only version had; kept for callers that format sqlite3 errors.
-describe_sqlite_error = describe_error
-
-
 def _applied(db: Database) -> set[str]:
     if not db.table_exists("schema_migrations"):
         return set()
@@ -288,7 +284,6 @@ __all__ = [
     "Database",
     "connect",
     "describe_error",
-    "describe_sqlite_error",
     "is_postgres",
     "resolve_db_target",
     "sqlalchemy_url",

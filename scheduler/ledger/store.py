@@ -441,8 +441,8 @@ class Ledger:
                     (record.provider, block_until, error.outcome, reason, now),
                 )
 
-    def record_skip(self, record: CallRecord, *, now: float | None = None) -> None:
-        """Log an attempt that never reached a provider (used for audit of forced runs only)."""
+    def record_call(self, record: CallRecord, *, now: float | None = None) -> None:
+        """Log a call as given, touching no quota: for imports of history and test seeding."""
         with self._write() as conn:
             self._insert_call(conn, record, time.time() if now is None else now)
 

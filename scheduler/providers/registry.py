@@ -27,11 +27,6 @@ _ADAPTERS: dict[str, str] = {
 }
 
 
-def available_adapters() -> tuple[str, ...]:
-    """The wire protocols this installation can speak."""
-    return tuple(sorted(name for name in _ADAPTERS if adapter_class(name) is not None))
-
-
 @cache
 def adapter_class(name: str) -> type[Adapter] | None:
     """The adapter class for a wire-protocol name, or None when this version has none."""
@@ -49,4 +44,4 @@ def adapter_class(name: str) -> type[Adapter] | None:
     return cls
 
 
-__all__ = ["adapter_class", "available_adapters"]
+__all__ = ["adapter_class"]
