@@ -105,8 +105,10 @@ def test_reservation_lease_follows_timeout_unless_set() -> None:
     settings = parse_config("settings: {timeout_s: 120}\n" + VALID).settings
     assert settings.reservation_lease_s == 150
 
-    settings = parse_config("settings: {timeout_s: 120, lease_s: 45}\n" + VALID).settings
+    settings = parse_config("settings: {timeout_s: 20, lease_s: 45}\n" + VALID).settings
     assert settings.reservation_lease_s == 45
+    with pytest.raises(ConfigError, match=r"lease_s \(45\) must be longer than timeout_s \(120\)"):
+        parse_config("settings: {timeout_s: 120, lease_s: 45}\n" + VALID)
 
 
 # --- parse_config: errors ----------------------------------------------------------------------

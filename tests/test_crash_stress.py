@@ -112,7 +112,7 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
             "b": openai_provider(fake.base_url("b"), "B_KEY"),
         },
         {"text": ["a", "b"]},
-        settings=f"lease_s: {LEASE_S:g}\ntimeout_s: 10\nretries: 0",
+        settings=f"lease_s: {LEASE_S:g}\ntimeout_s: 1.5\nretries: 0",
     )
     db = tmp_path / "quota.db"
 
