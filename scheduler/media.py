@@ -125,7 +125,11 @@ def sniff_media_type(data: bytes) -> str | None:
         return "image/gif"
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "audio/wav"
-    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+    if data.startswith(b"ID3"):
+        return "audio/mpeg"
+    # An MPEG audio frame: 11 sync bits and a layer other than 00 (00 is AAC's ADTS header,
+    # which must be converted, not saved as .mp3).
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0 and data[1] & 0x06:
         return "audio/mpeg"
     if data.startswith(b"OggS"):
         return "audio/ogg"
