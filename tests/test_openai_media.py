@@ -54,8 +54,9 @@ from scheduler.errors import (
     RejectedInput,
     Transient,
 )
+from scheduler.media import sniff_media_type
 from scheduler.providers.http import make_client
-from scheduler.providers.openai_compat import OpenAICompatAdapter, sniff_audio_type
+from scheduler.providers.openai_compat import OpenAICompatAdapter
 from scheduler.tasks import (
     ImageTask,
     MultimodalTask,
@@ -407,7 +408,7 @@ def test_speech_media_type(
 
 
 def test_sniffers_know_what_pyav_writes() -> None:
-    assert sniff_audio_type(shapes.tiny_mp3()) == "audio/mpeg"
+    assert sniff_media_type(shapes.tiny_mp3()) == "audio/mpeg"
 
 
 # --------------------------------------------------------------------------------------------

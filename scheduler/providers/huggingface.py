@@ -33,6 +33,7 @@ from scheduler.errors import (
     Transient,
     redact,
 )
+from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter
 from scheduler.providers.http_errors import error_parts, read_error, transport_error
 from scheduler.tasks import (
@@ -55,12 +56,6 @@ _RL_RESET = re.compile(r"(?:^|;)\s*t=(\d+(?:\.\d+)?)")
 _RL_QUOTA = re.compile(r"(?:^|;)\s*q=(\d+(?:\.\d+)?)")
 _CREDITS_GONE = re.compile(
     r"included credits|credits? (?:exhausted|depleted)|out of credits", re.IGNORECASE
-)
-# Image signatures, for a body served as application/octet-stream.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF8", "image/gif"),
 )
 
 
@@ -145,12 +140,8 @@ def _image_type(content_type: str, data: bytes) -> str | None:
     declared = content_type.split(";", 1)[0].strip().lower()
     if declared.startswith("image/") and data:
         return declared
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    sniffed = sniff_media_type(data[:16])  # a body served as application/octet-stream
+    return sniffed if sniffed is not None and sniffed.startswith("image/") else None
 
 
 def _segments(chunks: object, audio_seconds: float) -> tuple[Segment, ...]:

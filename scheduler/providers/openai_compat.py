@@ -38,6 +38,7 @@ from scheduler.errors import (
     RejectedInput,
     Transient,
 )
+from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter
 from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
 from scheduler.retry_hints import parse_retry_value
@@ -302,7 +303,7 @@ class OpenAICompatAdapter(Adapter):
         content = response.content
         if not content:
             raise Transient("malformed response: no audio", provider=self.name, status=200)
-        sniffed = sniff_audio_type(content)
+        sniffed = sniff_media_type(content[:16])
         if sniffed:
             return sniffed
         declared = _main_type(response.headers.get("content-type", ""))
@@ -371,41 +372,18 @@ class OpenAICompatAdapter(Adapter):
         return response
 
 
-def sniff_image_type(data: bytes) -> str | None:
-    """PNG, JPEG or WEBP from the magic bytes; None for anything else."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+# The image types an OpenAI-compatible images endpoint answers with.
+_ANSWER_IMAGES = frozenset({"image/png", "image/jpeg", "image/webp"})
 
 
 def image_media_type(data: bytes, *, provider: str) -> str:
     """The image's type from its bytes; bytes that are no known image are a broken answer."""
-    media_type = sniff_image_type(data)
-    if media_type is None:
+    media_type = sniff_media_type(data[:16])
+    if media_type not in _ANSWER_IMAGES:
         raise Transient(
             "malformed response: not a PNG, JPEG or WEBP image", provider=provider, status=200
         )
     return media_type
-
-
-def sniff_audio_type(data: bytes) -> str | None:
-    """MP3, WAV, Ogg or FLAC from the magic bytes; None for anything else (AAC, raw PCM)."""
-    if data.startswith(b"ID3"):
-        return "audio/mpeg"
-    # An MPEG audio frame: 11 sync bits, and a layer other than 00 (00 is AAC's ADTS header).
-    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0 and data[1] & 0x06:
-        return "audio/mpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "audio/wav"
-    if data.startswith(b"OggS"):
-        return "audio/ogg"
-    if data.startswith(b"fLaC"):
-        return "audio/flac"
-    return None
 
 
 def decode_base64(text: str, *, provider: str) -> bytes:
@@ -609,7 +587,5 @@ __all__ = [
     "decode_base64",
     "image_media_type",
     "rate_limit_reports",
-    "sniff_audio_type",
-    "sniff_image_type",
     "transcript_segments",
 ]
