@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 TaskKind = Literal["text", "image", "stt", "tts", "multimodal"]
-TASK_KINDS: tuple[TaskKind, ...] = ("text", "image", "stt", "tts", "multimodal")
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
 
 Metric = Literal[
     "requests",
@@ -26,17 +26,7 @@ Metric = Literal[
     "credits",
     "usd",
 ]
-METRICS: tuple[Metric, ...] = (
-    "requests",
-    "tokens",
-    "input_tokens",
-    "output_tokens",
-    "characters",
-    "audio_seconds",
-    "images",
-    "credits",
-    "usd",
-)
+METRICS: tuple[Metric, ...] = get_args(Metric)
 
 Usage = Mapping[str, float]
 
@@ -81,7 +71,7 @@ IMAGE_TOKENS = 1290
 AUDIO_TOKENS_PER_SECOND = 32
 
 AudioFormat = Literal["mp3", "wav", "opus"]
-AUDIO_FORMATS: tuple[AudioFormat, ...] = ("mp3", "wav", "opus")
+AUDIO_FORMATS: tuple[AudioFormat, ...] = get_args(AudioFormat)
 
 
 @dataclass(frozen=True)

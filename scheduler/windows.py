@@ -12,11 +12,11 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from datetime import date, datetime, time
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Period = Literal["minute", "hour", "day", "month", "total"]
-PERIODS: tuple[Period, ...] = ("minute", "hour", "day", "month", "total")
+PERIODS: tuple[Period, ...] = get_args(Period)
 
 _HOUR = 3600
 
