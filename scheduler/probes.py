@@ -40,7 +40,8 @@ def probe_kind(config: Config, provider: str) -> TaskKind | None:
     return next((kind for kind in TASK_KINDS if kind in models), None)
 
 
-def _tone_wav(seconds: float = PROBE_AUDIO_SECONDS, rate: int = 16000) -> bytes:
+def tone_wav(seconds: float = PROBE_AUDIO_SECONDS, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV of a 440 Hz tone: the smallest audio every speech API accepts."""
     frames = b"".join(
         struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * i / rate)))
         for i in range(int(seconds * rate))
@@ -72,7 +73,7 @@ def probe_task(kind: TaskKind, workdir: Path) -> Task:
         return TtsTask(text="OK.", format="mp3")
     if kind == "stt":
         path = workdir / "probe.wav"
-        path.write_bytes(_tone_wav())
+        path.write_bytes(tone_wav())
         return SttTask(audio=path, audio_seconds=PROBE_AUDIO_SECONDS, mime_type="audio/wav")
     path = workdir / "probe.png"
     path.write_bytes(_dot_png())
@@ -82,4 +83,4 @@ def probe_task(kind: TaskKind, workdir: Path) -> Task:
     )  # fmt: skip
 
 
-__all__ = ["PROBE_AUDIO_SECONDS", "probe_kind", "probe_task"]
+__all__ = ["PROBE_AUDIO_SECONDS", "probe_kind", "probe_task", "tone_wav"]

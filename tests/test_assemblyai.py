@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import socket
-import struct
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +39,7 @@ from scheduler.providers.assemblyai import AssemblyAIAdapter, classify_job_error
 from scheduler.tasks import ProviderResult, Segment, SttTask
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import assemblyai_shapes as shapes
+from tests.fakes.audio import write_wav
 from tests.fakes.server import FakeServer, Reply
 
 # The SDK calls pydantic's deprecated `.dict()`/`.parse_obj()` under pydantic 2.
@@ -49,20 +47,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDepre
 
 KEY = "aai-test-0123456789"
 PREFIX = "/aai"
-
-
-def write_wav(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
-    """A mono 16-bit sine at 440 Hz."""
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return path
 
 
 @pytest.fixture(autouse=True)

@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
-import math
-import struct
 import subprocess
 import sys
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +45,7 @@ from scheduler.providers.http import make_client
 from scheduler.tasks import MultimodalTask, ProviderResult, TextTask
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import gemini_shapes as shapes
+from tests.fakes.audio import sine_wav
 from tests.fakes.server import FakeServer, Recorded, Reply
 
 KEY = "AIzaSyFAKE-0123456789abcdefghijklmnopq"
@@ -122,21 +119,6 @@ def png(path: Path) -> bytes:
 
     Image.new("RGB", (3, 2), (10, 200, 30)).save(path, format="PNG")
     return path.read_bytes()
-
-
-def sine_wav(path: Path, seconds: float = 0.5, rate: int = 8000) -> bytes:
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(int(seconds * rate))
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    path.write_bytes(buffer.getvalue())
-    return buffer.getvalue()
 
 
 def inline_part(request: Recorded) -> tuple[bytes, str]:

@@ -20,11 +20,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import math
 import socket
-import struct
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,24 +41,11 @@ from scheduler.providers.gladia import GladiaAdapter
 from scheduler.tasks import MultimodalTask, ProviderResult, Segment, SttTask, Task
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import gladia_shapes as shapes
+from tests.fakes.audio import write_wav
 from tests.fakes.server import FakeServer, Recorded, Reply
 
 KEY = "gladia-test-0123456789"
 PREFIX = "/gladia"
-
-
-def write_wav(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
-    """A mono 16-bit sine at 440 Hz."""
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return path
 
 
 @pytest.fixture(autouse=True)

@@ -18,11 +18,7 @@ What the fake reproduces, and from where (builders in tests/fakes/huggingface_sh
 from __future__ import annotations
 
 import asyncio
-import io
-import math
-import struct
 import time
-import wave
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,6 +38,7 @@ from scheduler.providers.huggingface import HuggingFaceAdapter, rate_limit_repor
 from scheduler.tasks import ImageTask, ProviderResult, RateLimitReport, Segment, SttTask
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import huggingface_shapes as shapes
+from tests.fakes.audio import sine_wav
 from tests.fakes.server import FakeServer, Reply
 
 KEY = "hf_FAKEtoken0123456789abcdefghijklmn"
@@ -51,21 +48,6 @@ IMAGE_PATH = shapes.model_path(IMAGE_MODEL)
 STT_PATH = shapes.model_path(STT_MODEL)
 
 Task = ImageTask | SttTask
-
-
-def sine_wav(path: Path, seconds: float = 0.5, rate: int = 8000) -> bytes:
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(int(seconds * rate))
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    path.write_bytes(buffer.getvalue())
-    return buffer.getvalue()
 
 
 def call(

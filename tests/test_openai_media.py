@@ -34,9 +34,6 @@ import asyncio
 import base64
 import io
 import json
-import math
-import struct
-import wave
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -68,6 +65,7 @@ from scheduler.tasks import (
 )
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import openai_shapes as shapes
+from tests.fakes.audio import write_wav
 from tests.fakes.server import FakeServer, Recorded, Reply
 
 KEY = "sk-test-0123456789abcdef"
@@ -130,17 +128,7 @@ def form(request: Recorded) -> dict[str, tuple[str | None, str, bytes]]:
 
 
 def sine_wav(path: Path, seconds: float = 1.5, rate: int = 16000) -> Path:
-    """A mono 16-bit WAV holding a 440 Hz sine, written with the `wave` module."""
-    frames = b"".join(
-        struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return path
+    return write_wav(path, seconds, rate)
 
 
 def image_bytes(fmt: str) -> bytes:

@@ -3,34 +3,17 @@ over to the next; the progress bar, the summary and the output files show it."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
-import struct
-import wave
 from pathlib import Path
 
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import huggingface_shapes as hf
 from tests.fakes import openai_shapes as openai
+from tests.fakes.audio import write_wav as _wav
 from tests.fakes.server import FakeServer
 
 WHISPER = "whisper-large-v3-turbo"
 HF_MODEL = "openai/whisper-large-v3-turbo"
-
-
-def _wav(path: Path, seconds: float) -> Path:
-    rate = 8000
-    with wave.open(str(path), "wb") as sink:
-        sink.setnchannels(1)
-        sink.setsampwidth(2)
-        sink.setframerate(rate)
-        sink.writeframes(
-            b"".join(
-                struct.pack("<h", int(3000 * math.sin(2 * math.pi * 220 * i / rate)))
-                for i in range(int(seconds * rate))
-            )
-        )
-    return path
 
 
 def test_batch_of_20_with_a_10_per_day_first_provider(tmp_path: Path, fake: FakeServer) -> None:

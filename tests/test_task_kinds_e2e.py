@@ -8,10 +8,7 @@ the kind's own unit (images, audio seconds, characters, tokens).
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
-import struct
-import wave
 from pathlib import Path
 
 from scheduler.media import probe_audio, sniff_media_type
@@ -23,6 +20,7 @@ from tests.fakes import gladia_shapes as gladia
 from tests.fakes import openai_shapes as openai
 from tests.fakes import replicate_shapes as replicate
 from tests.fakes import stability_shapes as stability
+from tests.fakes.audio import write_wav as _wav
 from tests.fakes.server import FakeServer
 
 KEYS = {
@@ -48,20 +46,6 @@ def _ledger(tmp_path: Path) -> sqlite3.Connection:
 def _calls(tmp_path: Path) -> list[tuple[str, str, dict[str, float]]]:
     rows = _ledger(tmp_path).execute("SELECT provider, outcome, usage FROM calls ORDER BY id")
     return [(provider, outcome, json.loads(usage)) for provider, outcome, usage in rows]
-
-
-def _wav(path: Path, seconds: float, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as sink:
-        sink.setnchannels(1)
-        sink.setsampwidth(2)
-        sink.setframerate(rate)
-        sink.writeframes(
-            b"".join(
-                struct.pack("<h", int(5000 * math.sin(2 * math.pi * 330 * i / rate)))
-                for i in range(int(seconds * rate))
-            )
-        )
-    return path
 
 
 def test_image_stability_out_of_credit_then_replicate(tmp_path: Path, fake: FakeServer) -> None:
