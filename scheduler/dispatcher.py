@@ -118,9 +118,7 @@ class Dispatcher:
     def _ordered(self, task: Task, only: str | None) -> tuple[tuple[str, ...], str | None]:
         """The order of `candidates` and where the local backend went in it, and why."""
         if only is not None:
-            if only not in self.config.providers:
-                known = ", ".join(sorted(self.config.providers))
-                raise InputError(f"unknown provider {only!r} for --provider; known: {known}")
+            check_provider(self.config, only)
             return (only,), None
         names = tuple(self.config.tasks.get(task.kind, ()))
         strategy = self.strategy or self.config.settings.strategy
@@ -365,6 +363,13 @@ class Dispatcher:
         return None
 
 
+def check_provider(config: Config, name: str) -> None:
+    """Refuse a --provider the table does not define, naming the ones it does."""
+    if name not in config.providers:
+        known = ", ".join(sorted(config.providers))
+        raise InputError(f"unknown provider {name!r} for --provider; known: {known}")
+
+
 def _audio_seconds(task: Task) -> float:
     seconds = getattr(task, "audio_seconds", None)
     return float(seconds) if isinstance(seconds, int | float) else 0.0
@@ -406,4 +411,4 @@ def _next_reset(rules: Sequence[object], now: float) -> float:
     return (now // 86400 + 1) * 86400
 
 
-__all__ = ["DEFAULT_COOLDOWN_S", "Attempt", "Dispatcher", "RunResult"]
+__all__ = ["DEFAULT_COOLDOWN_S", "Attempt", "Dispatcher", "RunResult", "check_provider"]

@@ -125,13 +125,11 @@ def _dispatch(
     """Run `tasks` with at most `jobs` at once, sharing one HTTP client, ledger and dispatcher."""
     import asyncio
 
-    from scheduler.errors import InputError
+    from scheduler.dispatcher import check_provider
 
     options.check()
-    config = state.config()
-    if options.provider is not None and options.provider not in config.providers:
-        known = ", ".join(sorted(config.providers))
-        raise InputError(f"unknown provider {options.provider!r} for --provider; known: {known}")
+    if options.provider is not None:  # before the ledger is opened: bad input touches nothing
+        check_provider(state.config(), options.provider)
     ledger = state.ledger()
     ledger.expire()  # settle holds of processes that died, so reports stay truthful
     return asyncio.run(_run_all(state, tasks, options, jobs, progress))
