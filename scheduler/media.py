@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scheduler.errors import InputError
-from scheduler.tasks import AudioFormat
+from scheduler.tasks import AudioFormat, ProviderResult
 
 _AUDIO_CONTAINERS = {
     "wav": "audio/wav",
@@ -217,6 +217,27 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def save_result(result: ProviderResult, path: Path) -> Path:
+    """Write an image or speech result to `path` in the format its extension names, converting
+    when the provider answered another one (WebP for a .png, MP3 for a .wav). A text result is
+    written as UTF-8. The write is atomic: a reader never sees half a file."""
+    data = result.data
+    suffix = path.suffix.lower()
+    if data is None:
+        data = result.output.encode("utf-8")
+    elif suffix in IMAGE_SUFFIXES:
+        wanted = IMAGE_SUFFIXES[suffix].lower()
+        have = (sniff_media_type(data[:16]) or "").removeprefix("image/")
+        if have != wanted:
+            data = convert_image(data, suffix)
+    elif suffix in AUDIO_SUFFIXES:
+        target = AUDIO_SUFFIXES[suffix]
+        if audio_format_of(result.media_type, data) != target:
+            data = convert_audio(data, target)
+    write_atomically(path, data)
+    return path
+
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "IMAGE_SUFFIXES",
@@ -227,6 +248,7 @@ __all__ = [
     "convert_image",
     "probe_audio",
     "probe_image",
+    "save_result",
     "sniff_media_type",
     "write_atomically",
 ]

@@ -202,10 +202,15 @@ class Ledger:
         model: str,
         key_fingerprint: str | None = None,
         spend: SpendPolicy | None = None,
+        probe: bool = False,
         now: float | None = None,
     ) -> Hold | Refusal:
         """Hold `amounts` against every rule of `provider` and, for a paid call, its estimated
-        cost against the budgets, all in one transaction; or say why it cannot take the call."""
+        cost against the budgets, all in one transaction; or say why it cannot take the call.
+
+        `probe` is the cron service's health probe: the provider's failure-rate block (and only
+        that: a rejected key, quota and budgets still apply) lets this one call through, while
+        every other caller keeps seeing the block."""
         now = time.time() if now is None else now
         amounts = dict(amounts)
         if spend is not None:
@@ -218,7 +223,9 @@ class Ledger:
                     " limit"
                 )
         try:
-            return self._reserve(provider, rules, amounts, task, model, key_fingerprint, spend, now)
+            return self._reserve(
+                provider, rules, amounts, task, model, key_fingerprint, spend, probe, now
+            )
         except _Refused as refused:
             return refused.refusal
 
@@ -231,10 +238,11 @@ class Ledger:
         model: str,
         key_fingerprint: str | None,
         spend: SpendPolicy | None,
+        probe: bool,
         now: float,
     ) -> Hold | Refusal:
         with self._write() as conn:
-            refusal = self._state_refusal(conn, provider, key_fingerprint, now)
+            refusal = self._state_refusal(conn, provider, key_fingerprint, now, probe=probe)
             if refusal is not None:
                 return refusal
             items: list[Item] = []
@@ -325,7 +333,7 @@ class Ledger:
         return items
 
     def _state_refusal(
-        self, conn: Database, provider: str, key_fp: str | None, now: float
+        self, conn: Database, provider: str, key_fp: str | None, now: float, *, probe: bool = False
     ) -> Refusal | None:
         row = conn.execute(
             "SELECT blocked_until, block_outcome, block_reason, disabled, disabled_key,"
@@ -339,6 +347,8 @@ class Ledger:
             return Refusal(f"disabled: {disabled_reason} (fix the key to re-enable)")
         if blocked_until > now:
             if outcome == "unhealthy":  # set by the cron service's failure-rate check
+                if probe:
+                    return None
                 return Refusal(f"disabled: {reason} (re-probed by the cron service)", blocked_until)
             when = format_instant(int(blocked_until), "UTC")
             if outcome == "quota_exhausted":

@@ -1,0 +1,126 @@
+"""The ledger for coroutines: every call runs on the ledger's own worker thread.
+
+The ledger's drivers (sqlite3, psycopg in its sync form) block: a SQLite writer waits in short
+sleeps while another process holds the write lock, up to the busy timeout. Called from a
+coroutine, that wait would stall every other coroutine of the process: a gateway's other
+requests, a batch's other files. So async code goes through this wrapper, which runs each call
+on one dedicated thread. One thread, not a pool: a connection serves one transaction at a time
+anyway (the ledger holds a lock per connection), and a single thread keeps the order of a
+process's ledger writes the order they were asked in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal, SpendPolicy
+
+if TYPE_CHECKING:
+    from scheduler.config.schema import QuotaRule
+    from scheduler.cost import FreeShare
+    from scheduler.errors import ProviderError
+    from scheduler.tasks import RateLimitReport
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncLedger:
+    """Awaitable versions of the ledger calls a dispatcher makes; `sync` is the ledger itself."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.sync = ledger
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sched-ledger")
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, functools.partial(fn, *args, **kwargs))
+
+    async def reserve(
+        self,
+        provider: str,
+        rules: Sequence[QuotaRule],
+        amounts: Mapping[str, float],
+        *,
+        task: str,
+        model: str,
+        key_fingerprint: str | None = None,
+        spend: SpendPolicy | None = None,
+        probe: bool = False,
+    ) -> Hold | Refusal:
+        """Reserve on the ledger thread. If the caller is cancelled while the thread works, the
+        hold it may still take is released when it lands, instead of blocking quota until its
+        lease runs out."""
+        call = functools.partial(
+            self.sync.reserve,
+            provider,
+            rules,
+            amounts,
+            task=task,
+            model=model,
+            key_fingerprint=key_fingerprint,
+            spend=spend,
+            probe=probe,
+        )
+        future = self._thread.submit(call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._release_orphan)
+            raise
+
+    def _release_orphan(self, future: Future[Hold | Refusal]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        hold = future.result()
+        if isinstance(hold, Hold):
+            self._thread.submit(self.sync.release, hold)
+
+    async def commit(
+        self, hold: Hold, record: CallRecord, *, rate_limits: Sequence[RateLimitReport] = ()
+    ) -> float:
+        return await self._call(self.sync.commit, hold, record, rate_limits=rate_limits)
+
+    async def release(self, hold: Hold) -> None:
+        await self._call(self.sync.release, hold)
+
+    async def record_failure(
+        self,
+        hold: Hold | None,
+        record: CallRecord,
+        error: ProviderError,
+        *,
+        block_until: float | None = None,
+        key_fingerprint: str | None = None,
+    ) -> None:
+        await self._call(
+            self.sync.record_failure,
+            hold,
+            record,
+            error,
+            block_until=block_until,
+            key_fingerprint=key_fingerprint,
+        )
+
+    async def free_remaining(
+        self, provider: str, rules: Sequence[QuotaRule], now: float
+    ) -> list[FreeShare]:
+        return await self._call(self.sync.free_remaining, provider, rules, now)
+
+    async def median_latency_ms(self, task: str, since: float) -> dict[str, float]:
+        return await self._call(self.sync.median_latency_ms, task, since)
+
+    async def expire(self) -> int:
+        return await self._call(self.sync.expire)
+
+    def close(self) -> None:
+        """Finish what was asked, then stop the thread (the ledger itself is closed by its
+        owner)."""
+        self._thread.shutdown(wait=True)
+
+
+__all__ = ["AsyncLedger"]
