@@ -69,31 +69,28 @@ def _use_instant_adapter() -> None:
 def _worker(
     target: str, config_text: str, tasks: int, start_at: float, out: object, via_sdk: bool
 ) -> None:
-    from scheduler.config import KeyStore, parse_config
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.ledger import Ledger
+    from scheduler import RunOptions, Scheduler
+    from scheduler.config import parse_config
     from scheduler.tasks import TextTask
 
     if not via_sdk:
         _use_instant_adapter()
 
     async def main() -> dict[str, int]:
-        config = parse_config(config_text)
-        ledger = Ledger.open(target)
         served = {"limited": 0, "spare": 0}
         transport = httpx.MockTransport(
             lambda request: httpx.Response(
                 200, content=BODY, headers={"content-type": "application/json"}
             )
         )
-        async with httpx.AsyncClient(transport=transport) as http:
-            dispatcher = Dispatcher(config, ledger, KeyStore(environ={}), http)
-            await dispatcher.run(TextTask(prompt="warm up", max_tokens=4), only="spare")
+        scheduler = Scheduler(parse_config(config_text), db=target, keys={}, transport=transport)
+        async with scheduler:
+            warm_up = TextTask(prompt="warm up", max_tokens=4)
+            await scheduler.run(warm_up, RunOptions(provider="spare"))
             time.sleep(max(0.0, start_at - time.time()))
             for _ in range(tasks):
-                run = await dispatcher.run(TextTask(prompt="hi", max_tokens=4))
+                run = await scheduler.run(TextTask(prompt="hi", max_tokens=4))
                 served[run.provider or "none"] = served.get(run.provider or "none", 0) + 1
-        ledger.close()
         return served
 
     out.put(asyncio.run(main()))  # type: ignore[attr-defined]

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from scheduler.config import KeyStore, parse_config
-from scheduler.dispatcher import Dispatcher
-from scheduler.ledger import Ledger
+from scheduler import Scheduler
+from scheduler.config import parse_config
 from scheduler.tasks import TextTask
 
 CONFIG = """
@@ -63,12 +62,13 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 async def _measure(tasks: int, db: Path) -> dict[str, list[float]]:
-    config = parse_config(CONFIG)
-    ledger = Ledger.open(str(db), lease_s=90)
-    keys = KeyStore(environ={"BENCH_KEY": "sk-bench"})
     timings: dict[str, list[float]] = {"raw": [], "adapter": [], "dispatcher": []}
-    async with httpx.AsyncClient(transport=httpx.MockTransport(_instant)) as http:
-        dispatcher = Dispatcher(config, ledger, keys, http)
+    transport = httpx.MockTransport(_instant)
+    scheduler = Scheduler(
+        parse_config(CONFIG), db=db, keys={"BENCH_KEY": "sk-bench"}, transport=transport
+    )
+    async with scheduler, httpx.AsyncClient(transport=transport) as http:
+        dispatcher = scheduler.dispatcher
         task = TextTask(prompt="Say ok.", max_tokens=16)
         adapter = dispatcher._adapter("bench", "sk-bench")
         payload = {"model": "bench-model", "messages": [{"role": "user", "content": "Say ok."}]}
@@ -91,7 +91,6 @@ async def _measure(tasks: int, db: Path) -> dict[str, list[float]]:
             result = await dispatcher.run(task)
             timings["dispatcher"].append(time.perf_counter() - start)
             assert result.ok
-    ledger.close()
     return timings
 
 

@@ -19,11 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from scheduler.config import KeyStore, parse_config
-from scheduler.dispatcher import Dispatcher
-from scheduler.ledger import Ledger
+from scheduler import Scheduler
+from scheduler.config import parse_config
 from scheduler.media import probe_audio
 from scheduler.providers.local import (
     ModelKey,
@@ -65,27 +62,24 @@ def main() -> None:
         model = whisper_model(key)  # loaded once, here
         load = model_loads()[key]
 
-        ledger = Ledger.open(str(Path(tmp) / "quota.db"))
         task = SttTask(audio=audio, audio_seconds=info.seconds, mime_type=info.mime_type)
 
         async def compare() -> tuple[list[float], list[float]]:
             """Alternate the two paths run by run, so a busy moment of the machine falls on
             both alike instead of on whichever ran second."""
             raw_times, sched_times = [], []
-            async with httpx.AsyncClient() as http:
-                dispatcher = Dispatcher(parse_config(CONFIG), ledger, KeyStore(environ={}), http)
+            async with Scheduler(parse_config(CONFIG), db=Path(tmp) / "quota.db", keys={}) as s:
                 for _ in range(args.runs):
                     start = time.perf_counter()
                     _transcribe(model, audio, None, False)
                     raw_times.append(time.perf_counter() - start)
                     start = time.perf_counter()
-                    run = await dispatcher.run(task)
+                    run = await s.run(task)
                     sched_times.append(time.perf_counter() - start)
                     assert run.provider == "local", run.attempts
             return raw_times, sched_times
 
         raw_times, sched_times = asyncio.run(compare())
-        ledger.close()
     raw = statistics.median(raw_times)
     via = statistics.median(sched_times)
     print(f"audio {info.seconds:.2f} s; model tiny.en on {device} ({compute})")

@@ -3,9 +3,10 @@
 How the probe gets past the block. The dispatcher refuses a blocked provider, and that refusal
 happens inside the ledger's reservation transaction. Lifting the block for the probe would open
 the provider to every worker sharing the ledger while its health is unknown. Instead the probe
-runs on its own ledger connection whose state check lets *this one provider* through its health
-block (and nothing else: a bad key, quota and budget limits still apply). Every other process keeps
-seeing the block during the probe. Afterwards, in the same function:
+is a run with `RunOptions(provider=name, probe=True)`: the ledger lets that one reservation
+through the provider's health block (and nothing else: a bad key, quota and budget limits still
+apply), and the dispatcher makes it one try, no retries. Every other process keeps seeing the
+block during the probe. Afterwards, in the same function:
 
 - the probe passed: the health block is lifted (`reenable`), and the provider takes calls again;
 - it failed, or could not be made (no key, quota full): the health block is put back as it was,
@@ -14,7 +15,7 @@ seeing the block during the probe. Afterwards, in the same function:
   30-second cool-down's outcome.
 
 The probe is one call of the provider's own task kind (`scheduler.probes`): an image provider is
-probed with an image, a speech provider with a second of audio. Retries are off for it.
+probed with an image, a speech provider with a second of audio.
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs import Detail, JobContext, run_recorded
-from scheduler.ledger.db import Database
-from scheduler.ledger.store import Ledger, Refusal
 
 if TYPE_CHECKING:
     import httpx
 
-    from scheduler.config import Config, KeyStore
     from scheduler.dispatcher import RunResult
     from scheduler.tasks import Task
 
@@ -41,37 +39,11 @@ log = logging.getLogger("sched.jobs.probe_disabled")
 _LAST_PROBE = "; last probe "
 
 
-class ProbeLedger(Ledger):
-    """The ledger, except that `probing`'s own health block does not refuse its probe."""
-
-    def __init__(self, db: Database, *, probing: str, lease_s: float) -> None:
-        super().__init__(db, lease_s=lease_s, name=db.name)
-        self.probing = probing
-
-    def _state_refusal(
-        self, db: Database, provider: str, key_fp: str | None, now: float
-    ) -> Refusal | None:
-        from scheduler.ledger.maintenance import UNHEALTHY
-
-        refusal = super()._state_refusal(db, provider, key_fp, now)
-        if refusal is None or provider != self.probing:
-            return refusal
-        row = db.execute(
-            "SELECT block_outcome, disabled, disabled_key FROM provider_state WHERE provider = ?",
-            (provider,),
-        ).fetchone()
-        outcome, disabled, disabled_key = row
-        if disabled and (key_fp is None or key_fp == disabled_key):
-            return refusal  # a key the provider rejected: only a new key re-enables it
-        return None if outcome == UNHEALTHY else refusal
-
-
 def probe_disabled(config_path: str | None = None, db_target: str | None = None) -> Detail:
     return run_recorded("probe-disabled", config_path, db_target, probe_all)
 
 
 def probe_all(ctx: JobContext, *, transport: httpx.AsyncBaseTransport | None = None) -> Detail:
-    from scheduler.ledger.db import connect
     from scheduler.ledger.maintenance import disable_unhealthy, reenable, unhealthy
     from scheduler.probes import probe_kind, probe_task
     from scheduler.windows import format_instant
@@ -87,13 +59,9 @@ def probe_all(ctx: JobContext, *, transport: httpx.AsyncBaseTransport | None = N
         if kind is None:
             results.append({"provider": name, "outcome": "skipped", "detail": "serves no task"})
             continue
-        ledger = ProbeLedger(connect(ctx.db_target), probing=name, lease_s=ctx.ledger.lease_s)
-        try:
-            with tempfile.TemporaryDirectory(prefix="sched-probe-") as tmp:
-                task = probe_task(kind, Path(tmp))
-                run = asyncio.run(_probe(ctx.config, ledger, ctx.keys, task, name, transport))
-        finally:
-            ledger.close()
+        with tempfile.TemporaryDirectory(prefix="sched-probe-") as tmp:
+            task = probe_task(kind, Path(tmp))
+            run = asyncio.run(_probe(ctx, task, name, transport))
         attempt = run.attempts[-1] if run.attempts else None
         outcome = attempt.outcome if attempt else "skipped"
         if run.ok:
@@ -119,21 +87,14 @@ def probe_all(ctx: JobContext, *, transport: httpx.AsyncBaseTransport | None = N
 
 
 async def _probe(
-    config: Config,
-    ledger: Ledger,
-    keys: KeyStore,
-    task: Task,
-    name: str,
-    transport: httpx.AsyncBaseTransport | None,
+    ctx: JobContext, task: Task, name: str, transport: httpx.AsyncBaseTransport | None
 ) -> RunResult:
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.providers.http import make_client
+    from scheduler.client import Scheduler
+    from scheduler.options import RunOptions
 
-    # One real call: the dispatcher's transient retries would turn a probe into three.
-    settings = config.settings.model_copy(update={"retries": 0})
-    one_try = config.model_copy(update={"settings": settings})
-    async with make_client(settings.timeout_s, transport=transport) as http:
-        return await Dispatcher(one_try, ledger, keys, http).run(task, only=name)
+    scheduler = Scheduler(ctx.config, db=ctx.db_target, keys=ctx.keys, transport=transport)
+    async with scheduler:
+        return await scheduler.run(task, RunOptions(provider=name, probe=True))
 
 
-__all__ = ["ProbeLedger", "probe_all", "probe_disabled"]
+__all__ = ["probe_all", "probe_disabled"]

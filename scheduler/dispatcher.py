@@ -6,15 +6,21 @@ says why not: quota full, cooling down, disabled). A call that fails transiently
 same provider with tenacity, waiting as long as the provider asked (any retry-hint format) or
 backing off exponentially; any other failure moves on to the next provider, and a provider that
 failed over is never called again for the same task. Every attempt lands in the calls table.
+
+One dispatcher serves any number of concurrent runs: what belongs to one run (its options, what
+it may still spend) lives in that run's `_Run`, never on the dispatcher. Streams follow the same
+path up to their first piece: a provider that fails before it is a fallback like any other, one
+that fails after it has already answered, and its partial answer is kept and billed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -27,16 +33,18 @@ from tenacity import (
 
 from scheduler.config.keys import KeyStore, fingerprint
 from scheduler.cost import is_billable, list_price, paid_share
-from scheduler.errors import InputError, ProviderError, RateLimited, Transient
-from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
+from scheduler.errors import InputError, LedgerError, ProviderError, RateLimited, Transient
+from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Refusal, SpendPolicy
 from scheduler.load import LoadReading, read_load
+from scheduler.options import RunOptions
 from scheduler.providers.registry import adapter_class
-from scheduler.tasks import ProviderResult, Task
+from scheduler.tasks import ProviderResult, Task, TextDelta, TextTask, estimate_tokens, text_usage
 
 if TYPE_CHECKING:
     import httpx
 
-    from scheduler.config.schema import Config, ProviderConfig, Strategy
+    from scheduler.config.schema import Config, ProviderConfig
+    from scheduler.ledger.aio import AsyncLedger
     from scheduler.providers.base import Adapter
 
 # Cool-down after a provider kept failing transiently or rate-limited without saying for how long.
@@ -44,6 +52,7 @@ DEFAULT_COOLDOWN_S = 30.0
 # `fastest` ranks providers by their median latency for the task kind over this period.
 FASTEST_WINDOW_S = 86400.0
 _PERIOD_ORDER = {"minute": 0, "hour": 1, "day": 2, "month": 3, "total": 4}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class Attempt:
     tries: int = 0
     model: str | None = None
     cost_usd: float = 0.0
+    ttft_ms: float | None = None  # streams: time to the first piece of the answer
+    note: str | None = None  # something the user should know that is no failure of the call
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,10 @@ class RunResult:
         return self.result is not None
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(attempt.note for attempt in self.attempts if attempt.note)
+
+    @property
     def exit_code(self) -> int:
         """0 served; 3 nobody could even be tried; 1 every candidate that was tried failed."""
         if self.ok:
@@ -86,6 +101,26 @@ class RunResult:
         if all(attempt.outcome == "skipped" for attempt in self.attempts):
             return 3
         return 1
+
+
+StreamEvent = TextDelta | RunResult
+
+
+@dataclass
+class _Run:
+    """What belongs to one run: its options, and what it may still spend (`--max-cost`), which
+    each hold is charged against while its call is in flight."""
+
+    options: RunOptions
+    left_usd: float | None
+
+    @classmethod
+    def of(cls, options: RunOptions) -> _Run:
+        return cls(options, options.max_cost)
+
+    def charge(self, amount: float) -> None:
+        if self.left_usd is not None and amount:
+            self.left_usd -= amount
 
 
 @dataclass
@@ -97,35 +132,68 @@ class _Skip(Exception):
 
 
 @dataclass
+class _Call:
+    """One provider's attempt at a task while it is made: everything its settlement needs."""
+
+    name: str
+    task: Task
+    model: str
+    provider: ProviderConfig
+    adapter: Adapter
+    key_fp: str | None
+    estimate: dict[str, float]
+    started: float = field(default_factory=time.perf_counter)
+    tries: int = 0
+    hold: Hold | None = None
+    last_error: ProviderError | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def record(self, outcome: str, **fields: Any) -> CallRecord:
+        return CallRecord(
+            task=self.task.kind,
+            provider=self.name,
+            model=fields.pop("model", self.model),
+            outcome=outcome,
+            latency_ms=self.latency_ms,
+            tries=self.tries,
+            **fields,
+        )
+
+
+@dataclass
 class Dispatcher:
     """Runs tasks against the priority table, sharing one HTTP client and one ledger."""
 
     config: Config
-    ledger: Ledger
+    ledger: AsyncLedger
     keys: KeyStore
     http: httpx.AsyncClient
-    sleep: object = asyncio.sleep  # replaced in tests to skip real waiting
-    strategy: Strategy | None = None  # --strategy; None: the table's setting
-    free_only: bool = False  # --free-only
-    max_cost: float | None = None  # --max-cost: what this run may still spend, in USD
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaced in tests
     load_reader: Callable[[], LoadReading] = read_load  # replaced in tests
     _adapters: dict[str, Adapter] = field(default_factory=dict)
 
-    def candidates(self, task: Task, only: str | None = None) -> tuple[str, ...]:
-        """Provider names in the order they are tried for this task."""
-        return self._ordered(task, only)[0]
+    # -- candidates --------------------------------------------------------------------------
 
-    def _ordered(self, task: Task, only: str | None) -> tuple[tuple[str, ...], str | None]:
+    async def candidates(self, task: Task, options: RunOptions | None = None) -> tuple[str, ...]:
+        """Provider names in the order they are tried for this task."""
+        return (await self._ordered(task, options or RunOptions()))[0]
+
+    async def _ordered(self, task: Task, options: RunOptions) -> tuple[tuple[str, ...], str | None]:
         """The order of `candidates` and where the local backend went in it, and why."""
-        if only is not None:
-            check_provider(self.config, only)
-            return (only,), None
+        if options.provider is not None:
+            check_provider(self.config, options.provider)
+            return (options.provider,), None
         names = tuple(self.config.tasks.get(task.kind, ()))
-        strategy = self.strategy or self.config.settings.strategy
+        strategy = options.strategy or self.config.settings.strategy
         if strategy == "cheapest":  # sorted() is stable: ties keep table order
-            names = tuple(sorted(names, key=lambda name: self.estimated_cost(name, task)))
+            costs = {name: await self.estimated_cost(name, task) for name in names}
+            names = tuple(sorted(names, key=costs.__getitem__))
         elif strategy == "fastest":
-            medians = self.ledger.median_latency_ms(task.kind, time.time() - FASTEST_WINDOW_S)
+            since = time.time() - FASTEST_WINDOW_S
+            medians = await self.ledger.median_latency_ms(task.kind, since)
             measured = sorted((n for n in names if n in medians), key=lambda n: medians[n])
             names = (*measured, *(n for n in names if n not in medians))
         return self.place_local(names)
@@ -147,7 +215,7 @@ class Dispatcher:
         why = f"local last: {reading.source} {reading.value:.0%} >= {threshold:.0%}"
         return (*hosted, *local), why
 
-    def estimated_cost(self, name: str, task: Task) -> float:
+    async def estimated_cost(self, name: str, task: Task) -> float:
         """What this very task would cost on `name` now, free allowances considered."""
         provider = self.config.providers[name]
         if not is_billable(provider.pricing):
@@ -158,10 +226,10 @@ class Dispatcher:
         if cls is not None and model:  # the adapter knows units such as credits per image
             usage = cls.estimate(task, model=model)
         usage["usd"] = list_price(usage, provider.pricing)
-        free = self.ledger.free_remaining(name, provider.quotas, time.time())
+        free = await self.ledger.free_remaining(name, provider.quotas, time.time())
         return usage["usd"] * paid_share(usage, free, billable=True)
 
-    def _spend(self, name: str) -> SpendPolicy:
+    def _spend(self, name: str, run: _Run) -> SpendPolicy:
         settings = self.config.settings
         provider = self.config.providers[name]
         budgets = []
@@ -175,20 +243,147 @@ class Dispatcher:
         return SpendPolicy(
             pricing=provider.pricing,
             allow_paid=settings.allow_paid,
-            free_only=self.free_only,
-            max_cost=self.max_cost,
+            free_only=run.options.free_only,
+            max_cost=run.left_usd,
             budgets=tuple(budgets),
         )
 
-    async def run(self, task: Task, *, only: str | None = None) -> RunResult:
+    # -- whole answers -----------------------------------------------------------------------
+
+    async def run(self, task: Task, options: RunOptions | None = None) -> RunResult:
+        """Serve `task` on the first candidate that can; the trace says who was tried and why."""
+        run = _Run.of(options or RunOptions())
         attempts: list[Attempt] = []
-        names, placement = self._ordered(task, only)
+        names, placement = await self._ordered(task, run.options)
         for name in names:
-            attempt, result = await self._try(name, task)
+            call = await self._prepare(name, task, attempts)
+            if call is None:
+                continue
+            attempt, result = await self._serve_whole(call, run)
             attempts.append(attempt)
             if result is not None:
                 return RunResult(task, tuple(attempts), result, name, placement)
         return RunResult(task, tuple(attempts), placement=placement)
+
+    async def _serve_whole(self, call: _Call, run: _Run) -> tuple[Attempt, ProviderResult | None]:
+        adapter, task = call.adapter, call.task
+        try:
+            result = await self._with_retries(
+                call, run, lambda: self._bounded(adapter.run(task, model=call.model), task)
+            )
+        except _Skip as skipped:
+            return await self._skipped(call, skipped), None
+        except ProviderError as error:
+            return await self._failed(call, error), None
+        attempt = await self._commit(call, run, result, "ok")
+        return attempt, result
+
+    # -- streams -----------------------------------------------------------------------------
+
+    async def stream(
+        self, task: TextTask, options: RunOptions | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Serve a text task as it is written: TextDelta pieces as they arrive, then the
+        RunResult. Fallback happens only before the first piece; a stream that breaks after it
+        ends with the partial answer, marked `truncated`, and is billed by what arrived."""
+        run = _Run.of(options or RunOptions())
+        attempts: list[Attempt] = []
+        names, placement = await self._ordered(task, run.options)
+        for name in names:
+            call = await self._prepare(name, task, attempts)
+            if call is None:
+                continue
+            opened = await self._open_stream(call, run, attempts)
+            if opened is None:
+                continue
+            stream, piece = opened
+            ttft_ms = call.latency_ms
+            written: list[str] = []
+            final: ProviderResult | None = None
+            broke: ProviderError | None = None
+            try:
+                while isinstance(piece, TextDelta):
+                    written.append(piece.text)
+                    yield piece
+                    try:
+                        piece = await self._bounded(anext(stream), task)
+                    except StopAsyncIteration:
+                        break
+                    except ProviderError as error:
+                        broke = error
+                        break
+                else:
+                    final = piece
+            except BaseException as exc:  # Ctrl-C, or the consumer went away mid-stream
+                hold, call.hold = call.hold, None
+                assert hold is not None
+                partial = _partial(call, "".join(written))
+                self._settle_abandoned(call, hold, exc, usage=partial.usage)
+                raise
+            finally:
+                await _close(stream)
+            if final is None:
+                final = _partial(call, "".join(written), truncated=broke is not None)
+            elif not final.output and written:
+                final = replace(final, output="".join(written))
+            outcome = "truncated" if final.truncated else "ok"
+            why = f"stream broke after its first token: {broke}" if broke else None
+            attempt = await self._commit(call, run, final, outcome, error=why, ttft_ms=ttft_ms)
+            attempts.append(attempt)
+            yield RunResult(task, tuple(attempts), final, name, placement)
+            return
+        yield RunResult(task, tuple(attempts), placement=placement)
+
+    async def _open_stream(
+        self, call: _Call, run: _Run, attempts: list[Attempt]
+    ) -> tuple[AsyncIterator[TextDelta | ProviderResult], TextDelta | ProviderResult] | None:
+        """The provider's stream and its first piece, with retries before that piece; None
+        after appending why this provider did not answer."""
+        task = call.task
+        assert isinstance(task, TextTask)
+
+        async def first_piece() -> tuple[
+            AsyncIterator[TextDelta | ProviderResult], TextDelta | ProviderResult
+        ]:
+            stream = call.adapter.stream_text(task, model=call.model)
+            try:
+                return stream, await self._bounded(anext(stream), task)
+            except StopAsyncIteration:
+                raise Transient("malformed response: the stream ended empty") from None
+            except BaseException:
+                await _close(stream)
+                raise
+
+        try:
+            return await self._with_retries(call, run, first_piece)
+        except _Skip as skipped:
+            attempts.append(await self._skipped(call, skipped))
+        except ProviderError as error:
+            attempts.append(await self._failed(call, error))
+        return None
+
+    # -- one provider ------------------------------------------------------------------------
+
+    async def _prepare(self, name: str, task: Task, attempts: list[Attempt]) -> _Call | None:
+        """The call to make on `name`, or None after appending why it is skipped."""
+        skip, model, key = self._precheck(name, task)
+        if skip is not None or model is None:
+            attempts.append(Attempt(name, "skipped", skip, model=model))
+            return None
+        adapter = self._adapter(name, key)
+        missing = await adapter.unavailable(task, model=model)
+        if missing is not None:
+            attempts.append(Attempt(name, "skipped", missing, model=model))
+            return None
+        return _Call(
+            name=name,
+            task=task,
+            model=model,
+            provider=self.config.providers[name],
+            adapter=adapter,
+            key_fp=fingerprint(key) if key else None,
+            estimate=adapter.estimate(task, model=model),
+        )
 
     def _precheck(self, name: str, task: Task) -> tuple[str | None, str | None, str | None]:
         """(skip reason, model, key) from configuration alone, before touching the ledger."""
@@ -224,88 +419,146 @@ class Dispatcher:
             self._adapters[name] = adapter
         return adapter
 
-    async def _try(self, name: str, task: Task) -> tuple[Attempt, ProviderResult | None]:
-        skip, model, key = self._precheck(name, task)
-        if skip is not None or model is None:
-            return Attempt(name, "skipped", skip, model=model), None
-        provider = self.config.providers[name]
-        adapter = self._adapter(name, key)
-        missing = await adapter.unavailable(task, model=model)
-        if missing is not None:
-            return Attempt(name, "skipped", missing, model=model), None
-        key_fp = fingerprint(key) if key else None
-        estimate = adapter.estimate(task, model=model)
+    async def _with_retries(self, call: _Call, run: _Run, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` under a fresh hold per try, retried on transient trouble. On success
+        `call.hold` is the hold that paid for it, still to be settled; on a provider failure
+        it is the last try's, for the failure record."""
         settings = self.config.settings
-        started = time.perf_counter()
-        tries = 0
-        holds: list[Hold] = []
-        last_error: ProviderError | None = None
+        retries = 0 if run.options.probe else settings.retries
 
-        async def one_try() -> ProviderResult:
-            nonlocal tries, last_error
-            hold = self.ledger.reserve(
-                name,
-                provider.quotas,
-                estimate,
-                task=task.kind,
-                model=model,
-                key_fingerprint=key_fp,
-                spend=self._spend(name),
+        async def one_try() -> T:
+            hold = await self.ledger.reserve(
+                call.name,
+                call.provider.quotas,
+                call.estimate,
+                task=call.task.kind,
+                model=call.model,
+                key_fingerprint=call.key_fp,
+                spend=self._spend(call.name, run),
+                probe=run.options.probe,
             )
             if isinstance(hold, Refusal):
-                raise _Skip(hold, last_error)
-            self._charge(hold.estimated_cost)  # held against --max-cost while in flight
-            tries += 1
+                raise _Skip(hold, call.last_error)
+            run.charge(hold.estimated_cost)  # held against --max-cost while in flight
+            call.tries += 1
+            call.hold = hold
             try:
-                result = await self._bounded(adapter.run(task, model=model), task)
+                return await attempt()
             except ProviderError as error:
-                last_error = error
-                self._charge(-hold.estimated_cost)
-                if _retryable(error, settings.max_retry_wait_s) and tries <= settings.retries:
-                    self.ledger.release(hold)  # the next try reserves afresh
-                else:
-                    holds.append(hold)  # settled with the failure record below
+                call.last_error = error
+                run.charge(-hold.estimated_cost)
+                if _retryable(error, settings.max_retry_wait_s) and call.tries <= retries:
+                    await self._quietly(self.ledger.release(hold))  # the next try reserves afresh
+                    call.hold = None
                 raise
-            except BaseException:
-                # Not a provider failure (a bug, Ctrl-C): give the quota back, then let it out.
-                self._charge(-hold.estimated_cost)
-                self.ledger.release(hold)
+            except BaseException as exc:
+                # Not a provider's answer: Ctrl-C, a cancelled caller, a bug. Once the request
+                # may have reached the provider the call counts, as a killed process's would.
+                run.charge(-hold.estimated_cost)
+                call.hold = None
+                self._settle_abandoned(call, hold, exc)
                 raise
-            holds.append(hold)
-            return result
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.retries + 1),
+            stop=stop_after_attempt(retries + 1),
             retry=retry_if_exception(lambda exc: _retryable(exc, settings.max_retry_wait_s)),
             wait=_wait_for_hint,
-            sleep=self.sleep,  # type: ignore[arg-type]
+            sleep=self.sleep,
             reraise=True,
         )
-        try:
-            result: ProviderResult = await retrying(one_try)
-        except _Skip as skipped:
-            if skipped.last_error is None:
-                return Attempt(name, "skipped", skipped.refusal.reason, model=model), None
-            return self._failed(name, task, model, skipped.last_error, None, tries, started, key_fp)
-        except ProviderError as error:
-            hold = holds[-1] if holds else None
-            return self._failed(name, task, model, error, hold, tries, started, key_fp)
-        latency_ms = (time.perf_counter() - started) * 1000
-        hold = holds[-1]
-        record = CallRecord(
-            task=task.kind,
-            provider=name,
-            model=result.model,
-            outcome="ok",
-            latency_ms=latency_ms,
-            tries=tries,
-            usage={**result.usage, "usd": list_price(result.usage, provider.pricing)},
-        )
-        cost = self.ledger.commit(hold, record, rate_limits=result.rate_limits)
-        self._charge(cost - hold.estimated_cost)  # the estimate held in flight becomes the cost
-        return Attempt(name, "ok", None, latency_ms, tries, result.model, cost), result
+        result: T = await retrying(one_try)
+        return result
 
-    async def _bounded(self, call: Awaitable[ProviderResult], task: Task) -> ProviderResult:
+    def _settle_abandoned(
+        self,
+        call: _Call,
+        hold: Hold,
+        exc: BaseException,
+        *,
+        usage: dict[str, float] | None = None,
+    ) -> None:
+        """Settle a hold whose call was abandoned mid-flight, synchronously: the event loop may
+        be shutting down (Ctrl-C), and no await may be cancelled again before it is done. The
+        call is counted at its estimate (the provider may have served it); if even that cannot
+        be written the hold stays, and expires as used after its lease. A stream passes the
+        `usage` of what arrived."""
+        interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError | GeneratorExit)
+        outcome = "interrupted" if interrupted else "error"
+        why = "interrupted" if interrupted else f"failed in this process ({type(exc).__name__})"
+        counted = "by what arrived" if usage is not None else "as estimated"
+        usage = dict(call.estimate if usage is None else usage)
+        usage["usd"] = list_price(usage, call.provider.pricing)
+        record = call.record(
+            outcome, usage=usage, error=f"{why} after the request was sent; counted {counted}"
+        )
+        with contextlib.suppress(LedgerError):
+            self.ledger.sync.commit(hold, record)
+
+    async def _commit(
+        self,
+        call: _Call,
+        run: _Run,
+        result: ProviderResult,
+        outcome: str,
+        *,
+        error: str | None = None,
+        ttft_ms: float | None = None,
+    ) -> Attempt:
+        """Turn the hold into the real usage; a ledger that cannot record it never costs the
+        user the answer (the ledger journals what it could not write, and says so)."""
+        hold = call.hold
+        assert hold is not None
+        usage = {**result.usage, "usd": list_price(result.usage, call.provider.pricing)}
+        record = call.record(outcome, model=result.model, usage=usage, error=error)
+        note = None
+        try:
+            cost = await self.ledger.commit(hold, record, rate_limits=result.rate_limits)
+        except LedgerError as exc:
+            cost, note = hold.estimated_cost, str(exc)
+        run.charge(cost - hold.estimated_cost)  # the estimate held in flight becomes the cost
+        return Attempt(
+            call.name,
+            outcome,
+            error,
+            call.latency_ms,
+            call.tries,
+            result.model,
+            cost,
+            ttft_ms=ttft_ms,
+            note=note,
+        )
+
+    async def _skipped(self, call: _Call, skipped: _Skip) -> Attempt:
+        if skipped.last_error is None:
+            return Attempt(call.name, "skipped", skipped.refusal.reason, model=call.model)
+        return await self._failed(call, skipped.last_error)  # its hold is already released
+
+    async def _failed(self, call: _Call, error: ProviderError) -> Attempt:
+        """Log the failed attempt, settle the last try's hold and put the provider in its new
+        state (cooling down, exhausted, disabled)."""
+        message = str(error)
+        record = call.record(error.outcome, error=message)
+        block_until = self._block_until(call.provider, error)
+        note = await self._quietly(
+            self.ledger.record_failure(
+                call.hold, record, error, block_until=block_until, key_fingerprint=call.key_fp
+            )
+        )
+        return Attempt(
+            call.name, error.outcome, message, call.latency_ms, call.tries, call.model, note=note
+        )
+
+    @staticmethod
+    async def _quietly(step: Awaitable[None]) -> str | None:
+        """Run a ledger write whose failure loses nothing that matters (a release: the hold
+        then expires as used; a failure record): its message becomes a note, never a crash."""
+        try:
+            await step
+        except LedgerError as exc:
+            return str(exc)
+        return None
+
+    async def _bounded(self, call: Awaitable[T], task: Task) -> T:
         """One provider call within `timeout_s` in all (httpx's timeout bounds each read, not a
         whole slowly trickled answer). Speech gets its length on top: a local transcription of
         an hour of audio is not a hung call."""
@@ -314,38 +567,6 @@ class Dispatcher:
             return await asyncio.wait_for(call, timeout=limit)
         except TimeoutError:
             raise Transient(f"timed out after {limit:g} s") from None
-
-    def _charge(self, amount: float) -> None:
-        if self.max_cost is not None and amount:
-            self.max_cost -= amount
-
-    def _failed(
-        self,
-        name: str,
-        task: Task,
-        model: str,
-        error: ProviderError,
-        hold: Hold | None,
-        tries: int,
-        started: float,
-        key_fp: str | None,
-    ) -> tuple[Attempt, None]:
-        latency_ms = (time.perf_counter() - started) * 1000
-        message = str(error)
-        record = CallRecord(
-            task=task.kind,
-            provider=name,
-            model=model,
-            outcome=error.outcome,
-            latency_ms=latency_ms,
-            tries=tries,
-            error=message,
-        )
-        block_until = self._block_until(self.config.providers[name], error)
-        self.ledger.record_failure(
-            hold, record, error, block_until=block_until, key_fingerprint=key_fp
-        )
-        return Attempt(name, error.outcome, message, latency_ms, tries, model), None
 
     def _block_until(self, provider: ProviderConfig, error: ProviderError) -> float | None:
         """Until when a failed provider is skipped by every process sharing the ledger."""
@@ -361,6 +582,24 @@ class Dispatcher:
                 error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN_S
             )
         return None
+
+
+def _partial(call: _Call, text: str, *, truncated: bool = True) -> ProviderResult:
+    """What a stream that ended without its final result leaves: the text that arrived, billed
+    as its counted tokens on top of the prompt's estimate."""
+    return ProviderResult(
+        output=text,
+        model=call.model,
+        usage=text_usage(int(call.estimate.get("input_tokens", 0)), estimate_tokens(text)),
+        truncated=truncated,
+    )
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 def check_provider(config: Config, name: str) -> None:
@@ -411,4 +650,11 @@ def _next_reset(rules: Sequence[object], now: float) -> float:
     return (now // 86400 + 1) * 86400
 
 
-__all__ = ["DEFAULT_COOLDOWN_S", "Attempt", "Dispatcher", "RunResult", "check_provider"]
+__all__ = [
+    "DEFAULT_COOLDOWN_S",
+    "Attempt",
+    "Dispatcher",
+    "RunResult",
+    "StreamEvent",
+    "check_provider",
+]

@@ -38,7 +38,8 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise InputError(
-                f"--strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}"
+                f"--strategy {self.strategy!r}: expected {', '.join(STRATEGIES[:-1])}"
+                f" or {STRATEGIES[-1]}"
             )
         if self.max_cost is not None and not (math.isfinite(self.max_cost) and self.max_cost >= 0):
             raise InputError(f"--max-cost {self.max_cost!r}: expected a number of USD >= 0")

@@ -43,19 +43,109 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 3 + 1
 
 
+Role = Literal["system", "user", "assistant"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image inside a chat message, as bytes: adapters encode it the way their API wants
+    (a data URL, a base64 block, inline bytes). URLs are not fetched here: an arbitrary URL in a
+    message would let a caller make this process download anything it can reach."""
+
+    data: bytes
+    mime_type: str  # "image/png", "image/jpeg", ...
+
+
+Part = str | ImagePart  # a message's content: text pieces and images, in order
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. `content` is a plain string or a sequence of parts (text and images)."""
+
+    role: Role
+    content: str | tuple[Part, ...]
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"message role {self.role!r}: expected one of {', '.join(ROLES)}")
+        if not isinstance(self.content, str):
+            object.__setattr__(self, "content", tuple(self.content))
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        return (self.content,) if isinstance(self.content, str) else self.content
+
+    @property
+    def text(self) -> str:
+        """The message's text parts joined (what a text-only provider can be sent)."""
+        return "".join(part for part in self.parts if isinstance(part, str))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(part for part in self.parts if isinstance(part, ImagePart))
+
+
+def _last_user_text(messages: tuple[Message, ...]) -> str:
+    users = [message for message in messages if message.role == "user"]
+    return users[-1].text if users else ""
+
+
+def _system_text(messages: tuple[Message, ...]) -> str | None:
+    systems = [message.text for message in messages if message.role == "system"]
+    return "\n\n".join(systems) if systems else None
+
+
 @dataclass(frozen=True)
 class TextTask:
-    """A chat completion: one user prompt, an optional system prompt."""
+    """A chat completion: a conversation of messages, or (the shorthand) one prompt with an
+    optional system prompt, which becomes the messages `[system, user]`.
 
-    prompt: str
+    `prompt` and `system` stay readable on every task: they are the last user message's text and
+    the system messages' text, so a trace or a log never needs to know which form was used.
+    """
+
+    prompt: str = ""
     system: str | None = None
     max_tokens: int | None = None
     model: str | None = None  # overrides the provider's configured model
+    messages: tuple[Message, ...] = ()
+    temperature: float | None = None
+    stop: tuple[str, ...] = ()
     kind: TaskKind = field(default="text", init=False)
+
+    def __post_init__(self) -> None:
+        messages = tuple(self.messages)
+        if not messages:
+            if self.system:
+                messages += (Message("system", self.system),)
+            messages += (Message("user", self.prompt),)
+        else:
+            # `prompt` and `system` given with messages must be the ones derived from them (as
+            # `dataclasses.replace` passes them back); a different system prompt is put first.
+            if self.prompt and self.prompt != _last_user_text(messages):
+                raise ValueError("give either prompt or messages, not both")
+            if self.system and self.system != _system_text(messages):
+                messages = (Message("system", self.system), *messages)
+        set_field = object.__setattr__  # frozen: normalise once, here
+        set_field(self, "messages", messages)
+        set_field(self, "stop", tuple(self.stop))
+        set_field(self, "prompt", _last_user_text(messages))
+        set_field(self, "system", _system_text(messages))
+
+    @property
+    def has_images(self) -> bool:
+        return any(message.images for message in self.messages)
 
     def estimate(self) -> dict[str, float]:
         """What one call may consume, for the reservation made before it."""
-        prompt_tokens = estimate_tokens(self.prompt) + estimate_tokens(self.system or "")
+        # Each message costs its text and images; one more token primes the reply (chat formats
+        # add a few such tokens around the messages).
+        prompt_tokens = 1 + sum(
+            estimate_tokens(message.text) + IMAGE_TOKENS * len(message.images)
+            for message in self.messages
+        )
         output_tokens = self.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         return {
             "requests": 1,
@@ -190,6 +280,15 @@ class ProviderResult:
     data: bytes | None = None
     media_type: str | None = None
     segments: tuple[Segment, ...] = ()
+    truncated: bool = False  # a stream that broke after its first token: `output` is partial
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of a streamed answer, as the provider sent it. A streaming adapter yields these,
+    then one ProviderResult with the whole text and the usage the provider reported."""
+
+    text: str
 
 
 def text_usage(input_tokens: int, output_tokens: int) -> dict[str, float]:
@@ -208,8 +307,13 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "IMAGE_TOKENS",
     "AudioFormat",
+    "ImagePart",
     "ImageTask",
+    "Message",
     "MultimodalTask",
+    "Part",
+    "ROLES",
+    "Role",
     "Segment",
     "SttTask",
     "TtsTask",
@@ -220,6 +324,7 @@ __all__ = [
     "RateLimitReport",
     "Task",
     "TaskKind",
+    "TextDelta",
     "TextTask",
     "Usage",
     "estimate_tokens",

@@ -12,25 +12,18 @@ import sys
 import time
 from collections import Counter
 
-from scheduler.config import KeyStore, load_config
-from scheduler.dispatcher import Dispatcher
-from scheduler.ledger import Ledger
-from scheduler.providers.http import make_client
-from scheduler.tasks import TextTask
+from scheduler import Scheduler, TextTask
 
 
 async def _main(
     config_path: str, db: str, count: int, start_at: float, max_tokens: int | None
 ) -> None:
-    config, _ = load_config(config_path)
-    ledger = Ledger.open(db, lease_s=config.settings.reservation_lease_s)
     served: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
-    async with make_client(config.settings.timeout_s) as http:
-        dispatcher = Dispatcher(config, ledger, KeyStore(), http)
+    async with Scheduler(config_path, db=db) as scheduler:
         time.sleep(max(0.0, start_at - time.time()))
         for index in range(count):
-            run = await dispatcher.run(TextTask(prompt=f"task {index}", max_tokens=max_tokens))
+            run = await scheduler.run(TextTask(prompt=f"task {index}", max_tokens=max_tokens))
             served[run.provider or "none"] += 1
             for attempt in run.attempts:
                 if attempt.outcome == "skipped" and attempt.error:

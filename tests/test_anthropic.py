@@ -211,10 +211,10 @@ def test_prompt_cache_counts_are_input(fake: FakeServer) -> None:
 
 def test_missing_usage_falls_back_to_estimates(fake: FakeServer) -> None:
     reply = Reply(status=200, json={"type": "message", "content": [{"type": "text", "text": "x"}]})
-    task = TextTask("Hello there, model", system="Be brief.")  # estimates: 7 + 4 input tokens
+    task = TextTask("Hello there, model", system="Be brief.")  # estimates: 7 + 4 + 1 priming
     result = succeed(fake, reply, task=task).result
     assert result is not None
-    assert result.usage == {"requests": 1, "input_tokens": 11, "output_tokens": 1, "tokens": 12}
+    assert result.usage == {"requests": 1, "input_tokens": 12, "output_tokens": 1, "tokens": 13}
 
 
 def test_empty_content_is_an_empty_answer(fake: FakeServer) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
-import httpx
 import pytest
 
-from scheduler.config import KeyStore, Pricing, parse_config
+from scheduler import RunOptions, Scheduler
+from scheduler.config import Pricing, parse_config
 from scheduler.config.schema import QuotaRule
 from scheduler.cost import FreeShare, list_price, paid_share
-from scheduler.dispatcher import Dispatcher
 from scheduler.ledger import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
 from scheduler.tasks import TextTask
 from tests.conftest import run_cli, write_config
@@ -171,11 +171,14 @@ def test_cheapest_and_fastest_orders_differ_from_priority(db_target: str) -> Non
     ledger.record_call(CallRecord("image", "free", "m", "ok", 1.0))  # other kinds don't count
     task = TextTask(prompt="hi")
 
+    ledger.close()
+
+    async def candidates(strategy: str) -> tuple[str, ...]:
+        async with Scheduler(config, db=db_target, keys={}) as s:
+            return await s.candidates(task, RunOptions(strategy=strategy))  # type: ignore[arg-type]
+
     def order(strategy: str) -> tuple[str, ...]:
-        dispatcher = Dispatcher(
-            config, ledger, KeyStore(environ={}), httpx.AsyncClient(), strategy=strategy
-        )  # type: ignore[arg-type]
-        return dispatcher.candidates(task)
+        return asyncio.run(candidates(strategy))
 
     assert order("priority") == ("pricey", "mid", "free", "gratis")
     assert order("cheapest") == ("free", "gratis", "mid", "pricey")  # ties keep table order

@@ -18,12 +18,11 @@ import time_machine
 from jobs import JobFailed
 from jobs.daily_reset import daily_reset
 from jobs.failure_report import failure_report
-from jobs.probe_disabled import ProbeLedger, probe_disabled
+from jobs.probe_disabled import probe_disabled
 from jobs.quota_check import quota_check
 from scheduler.config.schema import QuotaRule
 from scheduler.errors import QuotaExhausted
 from scheduler.ledger import CallRecord, Hold, Ledger, Refusal
-from scheduler.ledger.db import connect
 from scheduler.ledger.maintenance import (
     HEALTH_BLOCK_S,
     disable_unhealthy,
@@ -402,25 +401,23 @@ def test_too_few_calls_or_old_failures_do_not_disable(
     assert failure_report(str(config), db)["disabled"] == []
 
 
-def test_probe_ledger_lets_only_the_probed_provider_through_its_health_block(
-    tmp_path: Path, db_target: str
-) -> None:
+def test_a_probe_reservation_passes_only_the_health_block(tmp_path: Path, db_target: str) -> None:
     target = db_target
     ledger = Ledger.open(target)
     disable_unhealthy(ledger, "a", "sick")
     disable_unhealthy(ledger, "b", "sick")
-    probe = ProbeLedger(connect(target), probing="a", lease_s=60)
+    other = Ledger.open(target)  # another process sharing the ledger
 
-    def reserve(on: Ledger, provider: str) -> Hold | Refusal:
-        return on.reserve(provider, [], {"requests": 1}, task="text", model="m")
+    def reserve(on: Ledger, provider: str, probe: bool = False) -> Hold | Refusal:
+        return on.reserve(provider, [], {"requests": 1}, task="text", model="m", probe=probe)
 
-    assert isinstance(reserve(probe, "a"), Hold)
-    assert isinstance(reserve(ledger, "a"), Refusal)  # every other process still skips it
-    assert isinstance(reserve(probe, "b"), Refusal)
+    assert isinstance(reserve(ledger, "a", probe=True), Hold)
+    assert isinstance(reserve(other, "a"), Refusal)  # every other caller still skips it
+    assert isinstance(reserve(ledger, "a"), Refusal)  # even on the same connection
     with ledger._write() as conn:  # a rejected key is not lifted by a health probe
         conn.execute("UPDATE provider_state SET disabled = 1, disabled_reason = 'bad key'")
-    assert isinstance(reserve(probe, "a"), Refusal)
-    probe.close()
+    assert isinstance(reserve(ledger, "a", probe=True), Refusal)
+    other.close()
     ledger.close()
 
 

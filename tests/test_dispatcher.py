@@ -11,8 +11,9 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from scheduler.config import KeyStore, parse_config
-from scheduler.dispatcher import Dispatcher, RunResult
+from scheduler import Scheduler
+from scheduler.config import parse_config
+from scheduler.dispatcher import RunResult
 from scheduler.ledger import Ledger
 from scheduler.tasks import TextTask
 
@@ -64,15 +65,17 @@ def run(target: str, script: Script, config: str = CONFIG) -> tuple[RunResult, l
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    ledger = Ledger.open(target)
-
     async def go() -> RunResult:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(script)) as http:
-            keys = KeyStore(environ={"A_KEY": "sk-a", "B_KEY": "sk-b"})
-            dispatcher = Dispatcher(parse_config(config), ledger, keys, http, sleep=fake_sleep)
-            return await dispatcher.run(TextTask(prompt="hi"))
+        async with Scheduler(
+            parse_config(config),
+            db=target,
+            keys={"A_KEY": "sk-a", "B_KEY": "sk-b"},
+            transport=httpx.MockTransport(script),
+            sleep=fake_sleep,
+        ) as s:
+            return await s.run(TextTask(prompt="hi"))
 
-    return asyncio.run(go()), slept, ledger
+    return asyncio.run(go()), slept, Ledger.open(target)
 
 
 def test_skips_without_a_call_and_says_why(db_target: str) -> None:

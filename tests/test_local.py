@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 import pytest
 
-from scheduler.config import KeyStore, parse_config
+from scheduler import Scheduler
+from scheduler.config import parse_config
 from scheduler.config.schema import ProviderConfig
-from scheduler.dispatcher import Dispatcher, RunResult
+from scheduler.dispatcher import RunResult
 from scheduler.errors import ProviderError, RejectedInput, Transient
-from scheduler.ledger import Ledger
 from scheduler.load import LoadReading
 from scheduler.media import probe_audio
 from scheduler.providers import local
@@ -124,17 +124,12 @@ def test_the_same_model_serves_a_batch_through_the_dispatcher_loaded_once(
         "providers:\n  local: {adapter: local, models: {stt: tiny.en}, options: {device: cpu}}\n"
         "tasks: {stt: [local]}\n"
     )
-    ledger = Ledger.open(str(tmp_path / "quota.db"))
 
     async def go() -> list[RunResult]:
-        async with httpx.AsyncClient() as http:
-            dispatcher = Dispatcher(config, ledger, KeyStore(environ={}), http)
-            return list(await asyncio.gather(*(dispatcher.run(_stt_task(c)) for c in clips)))
+        async with Scheduler(config, db=tmp_path / "quota.db", keys={}) as s:
+            return list(await asyncio.gather(*(s.run(_stt_task(c)) for c in clips)))
 
-    try:
-        runs = asyncio.run(go())
-    finally:
-        ledger.close()
+    runs = asyncio.run(go())
     assert [run.provider for run in runs] == ["local"] * 3
     assert [local_shapes.words(run.result.output) for run in runs if run.result] == [
         ["good", "morning"],
@@ -502,24 +497,18 @@ def test_local_goes_first_under_the_load_threshold_and_last_above(
             threshold=threshold, hosted=fake.base_url("hosted"), local=fake.base_url("ollama")
         )
     )
-    ledger = Ledger.open(str(tmp_path / "quota.db"))
 
     async def go() -> tuple[tuple[str, ...], RunResult]:
-        async with httpx.AsyncClient() as http:
-            dispatcher = Dispatcher(
-                config,
-                ledger,
-                KeyStore(environ={"HOSTED_KEY": "sk-hosted-000000001"}),
-                http,
-                load_reader=lambda: LoadReading(load, "test"),
-            )
+        async with Scheduler(
+            config,
+            db=tmp_path / "quota.db",
+            keys={"HOSTED_KEY": "sk-hosted-000000001"},
+            load_reader=lambda: LoadReading(load, "test"),
+        ) as s:
             task = TextTask(prompt="hi")
-            return dispatcher.candidates(task), await dispatcher.run(task)
+            return await s.candidates(task), await s.run(task)
 
-    try:
-        candidates, run = asyncio.run(go())
-    finally:
-        ledger.close()
+    candidates, run = asyncio.run(go())
     assert candidates == order
     assert run.placement == placement
     assert run.provider == order[0] and run.result is not None

@@ -22,12 +22,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import httpx
 import pytest
 
-from scheduler.config import KeyStore, parse_config
-from scheduler.dispatcher import Dispatcher
-from scheduler.ledger import Ledger
+from scheduler import Scheduler
+from scheduler.config import parse_config
 from scheduler.media import probe_audio, sniff_media_type
 from scheduler.tasks import TextTask
 from tests.conftest import CliResult, clean_env, run_cli, write_config
@@ -151,17 +149,10 @@ def test_text_skips_a_local_server_that_is_not_running_within_200_ms(tmp_path: P
     )
 
     async def dispatch() -> tuple[float, str | None]:
-        ledger = Ledger.open(str(tmp_path / "inproc.db"))
-        try:
-            async with httpx.AsyncClient() as http:
-                dispatcher = Dispatcher(
-                    parse_config(config.read_text()), ledger, KeyStore(environ={}), http
-                )
-                started = time.perf_counter()
-                run = await dispatcher.run(TextTask(prompt="hi"))
-                return time.perf_counter() - started, run.attempts[-1].error
-        finally:
-            ledger.close()
+        async with Scheduler(config, db=tmp_path / "inproc.db", keys={}) as s:
+            started = time.perf_counter()
+            run = await s.run(TextTask(prompt="hi"))
+            return time.perf_counter() - started, run.attempts[-1].error
 
     elapsed, error = asyncio.run(dispatch())
     reason = f"not reachable at {base_url} (no server answered; start it, e.g. `ollama serve`)"

@@ -238,7 +238,7 @@ def _completion(message: object, **extra: object) -> Reply:
 
 
 def test_missing_usage_and_model_fall_back_to_estimates_and_requested_model() -> None:
-    task = TextTask("Hello there, model", system="Be brief.")  # 18 chars -> 7, 9 chars -> 4
+    task = TextTask("Hello there, model", system="Be brief.")  # 18 chars -> 7, 9 chars -> 4, +1 priming the reply
     outcome = succeed(
         _completion({"role": "assistant", "content": "abcdefghij"}),  # 10 chars -> 4
         task=task,
@@ -249,11 +249,11 @@ def test_missing_usage_and_model_fall_back_to_estimates_and_requested_model() ->
     assert outcome.result.model == "llama3.2"
     assert outcome.result.usage == {
         "requests": 1,
-        "input_tokens": 11,
+        "input_tokens": 12,
         "output_tokens": 4,
-        "tokens": 15,
+        "tokens": 16,
     }
-    assert task.estimate()["input_tokens"] == 11
+    assert task.estimate()["input_tokens"] == 12
 
 
 def test_partial_usage_fills_only_the_missing_count() -> None:

@@ -17,8 +17,8 @@ import typer
 
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
-    from scheduler.cli.run_cmd import RunOptions
     from scheduler.dispatcher import RunResult
+    from scheduler.options import RunOptions
     from scheduler.tasks import SttTask
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from scheduler.client import Scheduler
     from scheduler.config import Config, ConfigSource, KeyStore
     from scheduler.ledger import Ledger
 
@@ -36,6 +37,13 @@ class AppState:
             lease = self.config().settings.reservation_lease_s
             self._ledger = Ledger.open(resolve_db_target(self.db_target), lease_s=lease)
         return self._ledger
+
+    def scheduler(self) -> Scheduler:
+        """A library `Scheduler` over this command's table, ledger target and keys (unopened:
+        the caller opens it in its event loop)."""
+        from scheduler.client import Scheduler
+
+        return Scheduler(self.config(), db=self.db_target, keys=self.keys())
 
     def keys(self) -> KeyStore:
         from scheduler.config import KeyStore

@@ -157,16 +157,13 @@ def check(
 
 async def _check_all(state: AppState, probes: dict[str, Task]) -> dict[str, RunResult]:
     """Probe the providers one after another through the dispatcher (quota and state apply)."""
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.providers.http import make_client
+    from scheduler.options import RunOptions
 
-    config = state.config()
-    results: dict[str, RunResult] = {}
-    async with make_client(config.settings.timeout_s) as http:
-        dispatcher = Dispatcher(config, state.ledger(), state.keys(), http)
-        for name, task in probes.items():
-            results[name] = await dispatcher.run(task, only=name)
-    return results
+    async with state.scheduler() as scheduler:
+        return {
+            name: await scheduler.run(task, RunOptions(provider=name))
+            for name, task in probes.items()
+        }
 
 
 __all__ = ["app"]

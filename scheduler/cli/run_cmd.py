@@ -8,7 +8,6 @@ file; the trace of who was tried goes to stderr.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +16,8 @@ import typer
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
     from scheduler.dispatcher import RunResult
-    from scheduler.tasks import Task
+    from scheduler.options import RunOptions
+    from scheduler.tasks import Task, TextTask
 
 app = typer.Typer(help="Run a task on the first provider with quota left.", no_args_is_help=True)
 
@@ -65,24 +65,6 @@ FreeOnly = Annotated[
 _SIZE = re.compile(r"^[1-9]\d{1,4}x[1-9]\d{1,4}$")
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """How one run picks providers and what it may spend."""
-
-    provider: str | None = None
-    strategy: str | None = None
-    max_cost: float | None = None
-    free_only: bool = False
-
-    def check(self) -> None:
-        from scheduler.errors import InputError
-
-        if self.strategy not in (None, "priority", "cheapest", "fastest"):
-            raise InputError(
-                f"--strategy {self.strategy!r}: expected priority, cheapest or fastest"
-            )
-
-
 def _read_text(value: str | None, what: str) -> str:
     """VALUE, or standard input when VALUE is '-' or absent and stdin is piped."""
     import sys
@@ -119,19 +101,25 @@ def _utf8(value: str, source: str) -> str:
     return value
 
 
+def _options(
+    provider: str | None, strategy: str | None, max_cost: float | None, free_only: bool
+) -> RunOptions:
+    """The run's options; a bad --strategy or --max-cost is an input error (exit 2)."""
+    from scheduler.options import RunOptions
+
+    return RunOptions(provider, strategy, max_cost, free_only)  # type: ignore[arg-type]
+
+
 def _dispatch(
     state: AppState, tasks: list[Task], options: RunOptions, jobs: int = 1, progress: bool = False
 ) -> list[RunResult]:
-    """Run `tasks` with at most `jobs` at once, sharing one HTTP client, ledger and dispatcher."""
+    """Run `tasks` with at most `jobs` at once through one library `Scheduler`."""
     import asyncio
 
     from scheduler.dispatcher import check_provider
 
-    options.check()
     if options.provider is not None:  # before the ledger is opened: bad input touches nothing
         check_provider(state.config(), options.provider)
-    ledger = state.ledger()
-    ledger.expire()  # settle holds of processes that died, so reports stay truthful
     return asyncio.run(_run_all(state, tasks, options, jobs, progress))
 
 
@@ -140,24 +128,10 @@ async def _run_all(
 ) -> list[RunResult]:
     import asyncio
 
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.providers.http import make_client
-
-    config = state.config()
     limit = asyncio.Semaphore(jobs)
-    async with make_client(config.settings.timeout_s) as http:
-        dispatcher = Dispatcher(
-            config,
-            state.ledger(),
-            state.keys(),
-            http,
-            strategy=options.strategy,  # type: ignore[arg-type]  # checked by RunOptions.check
-            free_only=options.free_only,
-            max_cost=options.max_cost,
-        )
-        only = options.provider
+    async with state.scheduler() as scheduler:
         if not progress:
-            return [await dispatcher.run(task, only=only) for task in tasks]
+            return [await scheduler.run(task, options) for task in tasks]
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -170,7 +144,7 @@ async def _run_all(
 
         async def one(task: Task) -> RunResult:
             async with limit:
-                result = await dispatcher.run(task, only=only)
+                result = await scheduler.run(task, options)
             bar.advance(tracker, 1)
             return result
 
@@ -179,13 +153,49 @@ async def _run_all(
             return list(await asyncio.gather(*(one(task) for task in tasks)))
 
 
-def _report(run: RunResult, *, as_json: bool, verbose: bool, path: Path | None = None) -> None:
+def _stream(state: AppState, task: TextTask, options: RunOptions) -> RunResult:
+    """Print the answer as it is written; the trace follows when it is done."""
+    import asyncio
+    import sys
+
+    from scheduler.dispatcher import check_provider
+    from scheduler.tasks import TextDelta
+
+    if options.provider is not None:
+        check_provider(state.config(), options.provider)
+
+    async def go() -> RunResult:
+        last = "\n"
+        async with state.scheduler() as scheduler:
+            async for event in scheduler.stream(task, options):
+                if isinstance(event, TextDelta):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    last = event.text[-1:] or last
+                    continue
+                if last != "\n":
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
+                return event
+        raise AssertionError("a stream always ends with its RunResult")
+
+    return asyncio.run(go())
+
+
+def _report(
+    run: RunResult,
+    *,
+    as_json: bool,
+    verbose: bool,
+    path: Path | None = None,
+    printed: bool = False,
+) -> None:
     """Print one run's result and trace; exit with its code when it failed."""
     from scheduler.cli.render import run_json, trace_line, trace_lines
 
     if as_json:
         typer.echo(run_json(run, path=path))
-    elif run.result is not None and path is None:
+    elif run.result is not None and path is None and not printed:
         typer.echo(run.result.output)
     trace = trace_line(run)
     if path is not None and run.ok:
@@ -194,6 +204,8 @@ def _report(run: RunResult, *, as_json: bool, verbose: bool, path: Path | None =
     if verbose:
         for line in trace_lines(run):
             typer.echo(line, err=True)
+    for note in run.notes:
+        typer.echo(f"sched: note: {note}", err=True)
     if run.exit_code:
         if not as_json:
             reason = "no provider was available" if run.exit_code == 3 else "every provider failed"
@@ -201,24 +213,12 @@ def _report(run: RunResult, *, as_json: bool, verbose: bool, path: Path | None =
         raise typer.Exit(run.exit_code)
 
 
-def _save_media(run: RunResult, path: Path, kind: str) -> None:
+def _save_media(run: RunResult, path: Path) -> None:
     """Write an image or audio result to `path`, converting when the provider's format differs."""
     from scheduler import media
 
-    if run.result is None or run.result.data is None:
-        return
-    data = run.result.data
-    suffix = path.suffix.lower()
-    if kind == "image":
-        wanted = media.IMAGE_SUFFIXES[suffix].lower()
-        have = (media.sniff_media_type(data[:16]) or "").removeprefix("image/")
-        if have != wanted:
-            data = media.convert_image(data, suffix)
-    else:
-        target = media.AUDIO_SUFFIXES[suffix]
-        if media.audio_format_of(run.result.media_type, data) != target:
-            data = media.convert_audio(data, target)
-    media.write_atomically(path, data)
+    if run.result is not None and run.result.data is not None:
+        media.save_result(run.result, path)
 
 
 @app.command("text")
@@ -235,6 +235,22 @@ def text(
     max_cost: MaxCost = None,
     free_only: FreeOnly = False,
     max_tokens: MaxTokens = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option("--temperature", "-t", min=0, max=2, help="Sampling temperature, 0 to 2."),
+    ] = None,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option("--stop", help="Stop the answer at this text (repeatable)."),
+    ] = None,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Print the answer as it is written (default: when standard output is a "
+            "terminal; --json always waits for the whole answer).",
+        ),
+    ] = None,
     as_json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -246,8 +262,19 @@ def text(
         system=_utf8(system, "--system") if system is not None else None,
         max_tokens=max_tokens,
         model=model,
+        temperature=temperature,
+        stop=tuple(stop or ()),
     )
-    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
+    options = _options(provider, strategy, max_cost, free_only)
+    if stream is None:
+        import sys
+
+        stream = sys.stdout.isatty()
+    if stream and not as_json:
+        run = _stream(ctx.obj, task, options)
+        _report(run, as_json=False, verbose=verbose, printed=True)
+        return
+    (run,) = _dispatch(ctx.obj, [task], options)
     _report(run, as_json=as_json, verbose=verbose)
 
 
@@ -278,8 +305,8 @@ def image(
         raise InputError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 1024x1024")
     media.check_output_path(output, media.IMAGE_SUFFIXES)
     task = ImageTask(prompt=_read_text(prompt, "prompt"), size=size, model=model)
-    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
-    _save_media(run, output, "image")
+    (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
+    _save_media(run, output)
     _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
 
 
@@ -320,8 +347,8 @@ def tts(
     if audio_format is not None and audio_format != from_suffix:
         raise InputError(f"--format {audio_format} does not match the output file {output.name}")
     task = TtsTask(text=_read_text(text, "text"), voice=voice, format=from_suffix, model=model)
-    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
-    _save_media(run, output, "tts")
+    (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
+    _save_media(run, output)
     _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
 
 
@@ -370,7 +397,7 @@ def multimodal(
             max_tokens=max_tokens,
             model=model,
         )
-    (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
+    (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
     _report(run, as_json=as_json, verbose=verbose)
 
 
@@ -410,12 +437,12 @@ def stt(
         if output is not None:
             media.check_output_path(output, (output.suffix.lower() or ".txt",))
         task = batch.stt_task(files[0], language, model)
-        (run,) = _dispatch(ctx.obj, [task], RunOptions(provider, strategy, max_cost, free_only))
+        (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
         if run.result is not None and output is not None:
             media.write_atomically(output, run.result.output.encode())
         _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
         return
-    options = RunOptions(provider, strategy, max_cost, free_only)
+    options = _options(provider, strategy, max_cost, free_only)
     batch.run_stt_batch(ctx.obj, files, output, language, model, options, jobs, as_json, verbose)
 
 

@@ -17,11 +17,14 @@ from scheduler.tasks import (
     SttTask,
     Task,
     TaskKind,
+    TextDelta,
     TextTask,
     TtsTask,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import httpx
 
     from scheduler.config.schema import ProviderConfig
@@ -32,6 +35,8 @@ class Adapter:
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset()
     default_base_url: ClassVar[str | None] = None
+    # Whether `stream_text` sends tokens as they arrive; the base answers whole, in one piece.
+    can_stream: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -76,6 +81,19 @@ class Adapter:
         if isinstance(task, TtsTask):
             return await self.tts(task, model=model)
         return await self.multimodal(task, model=model)
+
+    async def stream_text(
+        self, task: TextTask, *, model: str
+    ) -> AsyncIterator[TextDelta | ProviderResult]:
+        """The answer as it is written: TextDelta pieces, then one ProviderResult with the whole
+        text and the usage the provider reported. A failure before the first piece is raised
+        like `text`'s (the dispatcher may still fall over); one after it is raised mid-stream,
+        classified, and the dispatcher keeps what arrived. Adapters that cannot stream answer
+        whole: one piece, then the result."""
+        result = await self.text(task, model=model)
+        if result.output:
+            yield TextDelta(result.output)
+        yield result
 
     # One method per task kind. The base refuses, so an adapter implements only the kinds it
     # declares in `kinds` (the dispatcher never offers it others).

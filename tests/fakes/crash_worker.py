@@ -13,20 +13,13 @@ import json
 import os
 import sys
 
-from scheduler.config import KeyStore, load_config
-from scheduler.dispatcher import Dispatcher
-from scheduler.ledger import Ledger
-from scheduler.providers.http import make_client
-from scheduler.tasks import TextTask
+from scheduler import Scheduler, TextTask
 
 
 async def _main(config_path: str, db: str, count: int) -> None:
-    config, _ = load_config(config_path)
-    ledger = Ledger.open(db, lease_s=config.settings.reservation_lease_s)
-    async with make_client(config.settings.timeout_s) as http:
-        dispatcher = Dispatcher(config, ledger, KeyStore(), http)
+    async with Scheduler(config_path, db=db) as scheduler:
         for index in range(count):
-            run = await dispatcher.run(TextTask(prompt=f"task {index}", max_tokens=16))
+            run = await scheduler.run(TextTask(prompt=f"task {index}", max_tokens=16))
             line = {
                 "provider": run.provider,
                 "model": run.result.model if run.result is not None else None,
@@ -34,7 +27,6 @@ async def _main(config_path: str, db: str, count: int) -> None:
             }
             # One write per line, well under PIPE_BUF: a kill never leaves half a line behind.
             os.write(sys.stdout.fileno(), (json.dumps(line) + "\n").encode())
-    ledger.close()
 
 
 if __name__ == "__main__":
