@@ -95,9 +95,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 served; 3 nobody could even be tried; 1 every candidate that was tried failed."""
-        if self.ok:
-            return 0
+        """0 served; 4 served in part (a stream broke after its first token: the partial answer
+        was delivered and billed); 3 nobody could even be tried; 1 every candidate that was
+        tried failed."""
+        if self.result is not None:
+            return 4 if self.result.truncated else 0
         if all(attempt.outcome == "skipped" for attempt in self.attempts):
             return 3
         return 1

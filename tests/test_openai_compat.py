@@ -238,7 +238,9 @@ def _completion(message: object, **extra: object) -> Reply:
 
 
 def test_missing_usage_and_model_fall_back_to_estimates_and_requested_model() -> None:
-    task = TextTask("Hello there, model", system="Be brief.")  # 18 chars -> 7, 9 chars -> 4, +1 priming the reply
+    task = TextTask(
+        "Hello there, model", system="Be brief."
+    )  # 18 chars -> 7, 9 chars -> 4, +1 priming the reply
     outcome = succeed(
         _completion({"role": "assistant", "content": "abcdefghij"}),  # 10 chars -> 4
         task=task,

@@ -42,6 +42,8 @@ def trace_lines(run: RunResult) -> list[str]:
         detail = f"model={attempt.model}" if attempt.model else ""
         if attempt.tries:
             detail += f" tries={attempt.tries} {attempt.latency_ms:.0f}ms"
+        if attempt.ttft_ms is not None:
+            detail += f" first-token={attempt.ttft_ms:.0f}ms"
         lines.append(f"  {attempt.provider:<12} {attempt.outcome:<15} {detail.strip()}")
         if attempt.error:
             lines.append(f"  {'':<12} {attempt.error}")
@@ -65,11 +67,14 @@ def run_payload(run: RunResult, *, path: Path | None = None) -> dict[str, Any]:
                 "error": attempt.error,
                 "latency_ms": round(attempt.latency_ms, 1),
                 "cost_usd": attempt.cost_usd,
+                **({"ttft_ms": round(attempt.ttft_ms, 1)} if attempt.ttft_ms is not None else {}),
+                **({"note": attempt.note} if attempt.note else {}),
             }
             for attempt in run.attempts
         ],
         "usage": result.usage if result else {},
         "cost_usd": run.cost_usd,
+        "truncated": bool(result and result.truncated),
     }
     if result is not None and result.segments:
         payload["segments"] = [

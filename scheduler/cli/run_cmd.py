@@ -206,6 +206,12 @@ def _report(
             typer.echo(line, err=True)
     for note in run.notes:
         typer.echo(f"sched: note: {note}", err=True)
+    if run.exit_code == 4:
+        if not as_json:
+            typer.echo(
+                "sched: error: the answer broke off after it began (kept and billed)", err=True
+            )
+        raise typer.Exit(4)
     if run.exit_code:
         if not as_json:
             reason = "no provider was available" if run.exit_code == 3 else "every provider failed"

@@ -21,7 +21,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -36,13 +36,16 @@ from scheduler.errors import (
     Transient,
 )
 from scheduler.providers.base import Adapter
+from scheduler.providers.chat import anthropic_messages
 from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
+from scheduler.providers.sse import SseStream
 from scheduler.retry_hints import parse_retry_value, retry_hint
 from scheduler.tasks import (
     DEFAULT_MAX_OUTPUT_TOKENS,
     ProviderResult,
     RateLimitReport,
     TaskKind,
+    TextDelta,
     TextTask,
     estimate_tokens,
     text_usage,
@@ -71,34 +74,99 @@ class AnthropicAdapter(Adapter):
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+    can_stream: ClassVar[bool] = True
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        body: dict[str, Any] = {
-            "model": model,
-            # Required by the API; the same default the reservation assumed.
-            "max_tokens": task.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
-            "messages": [{"role": "user", "content": task.prompt}],
-        }
-        if task.system:
-            body["system"] = task.system
-        headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
-        if self.api_key:
-            headers["x-api-key"] = self.api_key
         try:
             response = await self.http.post(
                 f"{self.base_url}/v1/messages",
-                content=json.dumps(body).encode(),
-                headers=headers,
+                content=json.dumps(self._body(task, model)).encode(),
+                headers={**self._headers(), "content-type": "application/json"},
                 timeout=self.timeout_s,
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
         now = time.time()
         if response.status_code != 200:
-            raise classify_error(
-                *error_parts(response), provider=self.name, secret=self.api_key, now=now
-            )
+            raise self._classify(*error_parts(response))
         return self._result(response, task, model, now)
+
+    async def stream_text(
+        self, task: TextTask, *, model: str
+    ) -> AsyncIterator[TextDelta | ProviderResult]:
+        """`stream: true`: `message_start` (the model, input usage), `content_block_delta`s with
+        `text_delta` pieces, `message_delta` (output usage), `message_stop`; `ping`s between
+        and an `error` event when the API fails mid-stream (Anthropic docs "Streaming
+        Messages")."""
+        body = {**self._body(task, model), "stream": True}
+        written: list[str] = []
+        usage: dict[str, Any] = {}
+        answered_by = model
+        stream = SseStream(
+            self.http,
+            f"{self.base_url}/v1/messages",
+            body=body,
+            headers=self._headers(),
+            provider=self.name,
+            timeout_s=self.timeout_s,
+            classify=self._classify,
+        )
+        async with stream:
+            async for name, event in stream.events():
+                if not isinstance(event, dict):
+                    continue
+                kind = event.get("type", name)
+                if kind == "error":
+                    raw = json.dumps(event).encode()
+                    raise self._classify(_stream_error_status(event), stream.response.headers, raw)
+                if kind == "message_start" and isinstance(event.get("message"), dict):
+                    message = event["message"]
+                    answered_by = str(message.get("model") or answered_by)
+                    if isinstance(message.get("usage"), dict):
+                        usage.update(message["usage"])
+                elif kind == "message_delta" and isinstance(event.get("usage"), dict):
+                    usage.update(event["usage"])  # cumulative output_tokens
+                elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
+                    piece = event["delta"].get("text")
+                    if isinstance(piece, str) and piece:
+                        written.append(piece)
+                        yield TextDelta(piece)
+            headers = stream.response.headers
+        output = "".join(written)
+        yield ProviderResult(
+            output=output,
+            model=answered_by,
+            usage=text_usage(
+                _input_tokens(usage, task),
+                _int(usage.get("output_tokens"), estimate_tokens(output)),
+            ),
+            rate_limits=rate_limit_reports(headers, now=time.time()),
+        )
+
+    def _body(self, task: TextTask, model: str) -> dict[str, Any]:
+        system, messages = anthropic_messages(task)
+        body: dict[str, Any] = {
+            "model": model,
+            # Required by the API; the same default the reservation assumed.
+            "max_tokens": task.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            "messages": messages,
+        }
+        if system:
+            body["system"] = system
+        if task.temperature is not None:
+            body["temperature"] = min(task.temperature, 1.0)  # Anthropic's range is 0 to 1
+        if task.stop:
+            body["stop_sequences"] = list(task.stop)
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": API_VERSION}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        return headers
+
+    def _classify(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        return classify_error(status, headers, raw, provider=self.name, secret=self.api_key)
 
     def _result(
         self, response: httpx.Response, task: TextTask, model: str, now: float
@@ -120,11 +188,7 @@ class AnthropicAdapter(Adapter):
         )
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
-        # input_tokens excludes prompt-cache reads and writes; all three are input we sent.
-        input_tokens = sum(
-            _int(usage.get(key), 0)
-            for key in ("cache_creation_input_tokens", "cache_read_input_tokens")
-        ) + _int(usage.get("input_tokens"), task.estimate()["input_tokens"])
+        input_tokens = _input_tokens(usage, task)
         output_tokens = _int(usage.get("output_tokens"), estimate_tokens(output))
         return ProviderResult(
             output=output,
@@ -132,6 +196,35 @@ class AnthropicAdapter(Adapter):
             usage=text_usage(input_tokens, output_tokens),
             rate_limits=rate_limit_reports(response.headers, now=now),
         )
+
+
+def _input_tokens(usage: Mapping[str, Any], task: TextTask) -> int:
+    """input_tokens excludes prompt-cache reads and writes; all three are input we sent."""
+    cached = sum(
+        _int(usage.get(key), 0)
+        for key in ("cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+    return cached + _int(usage.get("input_tokens"), task.estimate()["input_tokens"])
+
+
+# The status an `error` event inside a stream stands for, by its error type (the HTTP status
+# was already 200 when it arrived).
+_STREAM_ERROR_STATUS = {
+    "overloaded_error": 529,
+    "api_error": 500,
+    "timeout_error": 504,
+    "rate_limit_error": 429,
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "billing_error": 402,
+}
+
+
+def _stream_error_status(event: Mapping[str, Any]) -> int:
+    error = event.get("error")
+    kind = error.get("type") if isinstance(error, dict) else None
+    return _STREAM_ERROR_STATUS.get(str(kind), 500)
 
 
 def _int(value: object, fallback: float) -> int:

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,6 +44,7 @@ from scheduler.tasks import (
     SttTask,
     Task,
     TaskKind,
+    TextDelta,
     TextTask,
     TtsTask,
 )
@@ -243,6 +245,7 @@ class LocalAdapter(Adapter):
     """Every task kind on this machine: in-process engines and OpenAI-compatible local servers."""
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text", "image", "stt", "tts", "multimodal"})
+    can_stream: ClassVar[bool] = True
     default_base_url = "http://localhost:11434/v1"  # Ollama
 
     _server: OpenAICompatAdapter | None = None
@@ -291,6 +294,12 @@ class LocalAdapter(Adapter):
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
         return await self._openai().text(task, model=model)
+
+    async def stream_text(
+        self, task: TextTask, *, model: str
+    ) -> AsyncIterator[TextDelta | ProviderResult]:
+        async for piece in self._openai().stream_text(task, model=model):
+            yield piece
 
     async def image(self, task: ImageTask, *, model: str) -> ProviderResult:
         return await self._openai().image(task, model=model)

@@ -24,7 +24,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,9 +40,12 @@ from scheduler.errors import (
 )
 from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter
+from scheduler.providers.chat import data_url, openai_messages, openai_sampling
 from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
+from scheduler.providers.sse import SseStream
 from scheduler.retry_hints import parse_retry_value
 from scheduler.tasks import (
+    ImagePart,
     ImageTask,
     MultimodalTask,
     ProviderResult,
@@ -50,6 +53,7 @@ from scheduler.tasks import (
     Segment,
     SttTask,
     TaskKind,
+    TextDelta,
     TextTask,
     TtsTask,
     estimate_tokens,
@@ -100,6 +104,7 @@ class OpenAICompatAdapter(Adapter):
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text", "image", "stt", "tts", "multimodal"})
     default_base_url = "https://api.openai.com/v1"
+    can_stream: ClassVar[bool] = True
 
     _client: Any = None
 
@@ -120,14 +125,60 @@ class OpenAICompatAdapter(Adapter):
     # -- text and multimodal: /chat/completions --------------------------------------------
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        messages = []
-        if task.system:
-            messages.append({"role": "system", "content": task.system})
-        messages.append({"role": "user", "content": task.prompt})
-        body: dict[str, Any] = {"model": model, "messages": messages}
-        if task.max_tokens:
-            body["max_tokens"] = task.max_tokens
+        body = {"model": model, "messages": openai_messages(task), **openai_sampling(task)}
         return await self._chat(body, model=model, input_estimate=task.estimate()["input_tokens"])
+
+    async def stream_text(
+        self, task: TextTask, *, model: str
+    ) -> AsyncIterator[TextDelta | ProviderResult]:
+        """`stream: true` over SSE: `choices[0].delta.content` pieces, then the usage chunk that
+        `stream_options.include_usage` asks for (empty `choices`), then `data: [DONE]`. Groq
+        sends its usage as `x_groq.usage` instead; a server that sends none is counted."""
+        body = {
+            "model": model,
+            "messages": openai_messages(task),
+            **openai_sampling(task),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        written: list[str] = []
+        usage: dict[str, Any] = {}
+        answered_by = model
+        stream = SseStream(
+            self.http,
+            f"{self.base_url}/chat/completions",
+            body=body,
+            headers=headers,
+            provider=self.name,
+            timeout_s=self.timeout_s,
+            classify=self._classify,
+        )
+        async with stream:
+            async for _, chunk in stream.events():
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk:  # a late error inside the stream (OpenRouter, vLLM)
+                    self._raise_body_error(chunk, stream.response, expected="")
+                answered_by = str(chunk.get("model") or answered_by)
+                reported = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+                if isinstance(reported, dict):
+                    usage = reported
+                piece = _delta_text(chunk)
+                if piece:
+                    written.append(piece)
+                    yield TextDelta(piece)
+            headers_seen = stream.response.headers
+        output = "".join(written)
+        yield ProviderResult(
+            output=output,
+            model=answered_by,
+            usage=text_usage(
+                _int(usage.get("prompt_tokens"), task.estimate()["input_tokens"]),
+                _int(usage.get("completion_tokens"), estimate_tokens(output)),
+            ),
+            rate_limits=rate_limit_reports(headers_seen, now=time.time()),
+        )
 
     async def multimodal(self, task: MultimodalTask, *, model: str) -> ProviderResult:
         """A prompt about one image, as an `image_url` data-URL content part.
@@ -139,7 +190,7 @@ class OpenAICompatAdapter(Adapter):
         if task.is_audio:
             raise RejectedInput(f"{self.name} takes images, not audio, in chat", provider=self.name)
         media = await self._read(task.media)
-        url = f"data:{task.mime_type};base64,{base64.b64encode(media).decode('ascii')}"
+        url = data_url(ImagePart(media, task.mime_type))
         content = [
             {"type": "text", "text": task.prompt},
             {"type": "image_url", "image_url": {"url": url}},
@@ -370,6 +421,18 @@ class OpenAICompatAdapter(Adapter):
                 f"connection failed: {type(cause).__name__}", provider=self.name
             ) from None
         return response
+
+
+def _delta_text(chunk: dict[str, Any]) -> str:
+    """The text of one streamed chunk: `choices[0].delta.content` (a string, or parts)."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ""
+    delta = choices[0].get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
 
 
 # The image types an OpenAI-compatible images endpoint answers with.

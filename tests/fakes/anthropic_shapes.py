@@ -238,3 +238,56 @@ def mount_anthropic_ok(
         ),
     )
     return base_url(fake, prefix)
+
+
+def message_stream_chunks(
+    pieces: list[str],
+    *,
+    model: str = "claude-haiku-4-5-20251001",
+    input_tokens: int = 12,
+    output_tokens: int = 5,
+    error: str | None = None,
+) -> list[bytes]:
+    """A streamed message as Anthropic documents it ("Streaming Messages"): `message_start`
+    (usage with input_tokens), `content_block_start`, a `ping`, one `content_block_delta` per
+    piece (`text_delta`), `content_block_stop`, `message_delta` (stop_reason and cumulative
+    output_tokens), `message_stop`. With `error`, an `error` event of that type replaces
+    everything after the pieces, as when the API overloads mid-stream."""
+    from tests.fakes.openai_shapes import sse
+
+    def event(name: str, data: dict[str, object]) -> bytes:
+        return sse({"type": name, **data}, event=name)
+
+    message = {
+        "id": f"msg_fake{next(_ids):06d}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+    }
+    out = [
+        event("message_start", {"message": message}),
+        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        event("ping", {}),
+    ]
+    for piece in pieces:
+        delta = {"type": "text_delta", "text": piece}
+        out.append(event("content_block_delta", {"index": 0, "delta": delta}))
+    if error is not None:
+        out.append(event("error", {"error": {"type": error, "message": "Overloaded"}}))
+        return out
+    out += [
+        event("content_block_stop", {"index": 0}),
+        event(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
+        event("message_stop", {}),
+    ]
+    return out

@@ -12,6 +12,7 @@ endpoint wrapping its error in a JSON array, and Anthropic-style 529.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Mapping
 
@@ -454,3 +455,64 @@ __all__ += [
     "transcription_verbose",
     "transcriptions_path",
 ]
+
+
+def sse(data: object, event: str | None = None) -> bytes:
+    """One server-sent event: `event: NAME` when named, `data: JSON`, and the blank line."""
+    head = f"event: {event}\n" if event else ""
+    body = data if isinstance(data, str) else json.dumps(data)
+    return f"{head}data: {body}\n\n".encode()
+
+
+def chat_stream_chunks(
+    pieces: list[str],
+    *,
+    model: str = "m",
+    prompt_tokens: int | None = 5,
+    completion_tokens: int = 7,
+    done: bool = True,
+) -> list[bytes]:
+    """A streamed chat completion as OpenAI documents it (API reference, "The chat completion
+    chunk object" and `stream_options.include_usage`): a role chunk, one chunk per piece with
+    `choices[0].delta.content` and `usage: null`, a `finish_reason: stop` chunk, then (when
+    `prompt_tokens` is given) the usage chunk whose `choices` is empty, then `data: [DONE]`."""
+    ident = f"chatcmpl-fake{next(_ids):06d}"
+    created = int(time.time())
+
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return sse(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+                "usage": None,
+            }
+        )
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({"content": piece}) for piece in pieces]
+    out.append(chunk({}, "stop"))
+    if prompt_tokens is not None:
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        out.append(
+            sse(
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        )
+    if done:
+        out.append(b"data: [DONE]\n\n")
+    return out

@@ -66,12 +66,22 @@ class Reply:
     delay_s: float = 0.0
     #: Drop the connection without writing a single byte (simulated reset).
     close: bool = False
+    #: A streamed body (server-sent events): each bytes item is written and flushed as one
+    #: HTTP chunk; a `threading.Event` item makes the server wait until the test sets it, so a
+    #: test can look at what the client did with the chunks before it.
+    chunks: tuple[bytes | threading.Event, ...] | None = None
+    #: With `chunks`: hang up after them without the closing zero-length chunk (a cut stream).
+    cut: bool = False
 
     def __post_init__(self) -> None:
         if self.json is not None and self.body is not None:
             raise ValueError("Reply takes json or body, not both")
         if self.delay_s < 0:
             raise ValueError("delay_s must be >= 0")
+        if self.chunks is not None and (self.json is not None or self.body is not None):
+            raise ValueError("Reply takes chunks or a body, not both")
+        if self.chunks is not None:
+            object.__setattr__(self, "chunks", tuple(self.chunks))
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
@@ -192,6 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.close:
             self._drop()
             return
+        if reply.chunks is not None:
+            self._write_chunks(reply)
+            return
         self._write(reply)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
@@ -268,6 +281,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             self.wfile.flush()
         except OSError:  # the client gave up (e.g. its timeout fired): nothing to tell it
+            self.close_connection = True
+
+    def _write_chunks(self, reply: Reply) -> None:
+        """A chunked `text/event-stream` answer, written piece by piece as scripted."""
+        assert reply.chunks is not None
+        self.close_connection = True
+        try:
+            self.send_response(reply.status)
+            self.send_header("content-type", "text/event-stream")
+            for name, value in reply.headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for item in reply.chunks:
+                if isinstance(item, threading.Event):
+                    while not item.wait(_POLL_INTERVAL_S):
+                        if self.server.stopping.is_set():
+                            self._drop()
+                            return
+                    continue
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(item), item))
+                self.wfile.flush()
+            if reply.cut:
+                self._drop()
+                return
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # the client went away mid-stream (Ctrl-C, its timeout)
             self.close_connection = True
 
 
