@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from scheduler.config.keys import KeyStore
 from scheduler.config.schema import Config
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from scheduler.ledger.aio import AsyncLedger
     from scheduler.ledger.store import Ledger
     from scheduler.tasks import Task, TextTask
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class RunFailed(SchedError):
@@ -118,6 +122,13 @@ class Scheduler:
     @property
     def dispatcher(self) -> Dispatcher:
         return self._opened()
+
+    async def on_ledger(
+        self, fn: Callable[Concatenate[Ledger, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(ledger, ...)` on the ledger's own thread, so a busy database never stalls the
+        event loop: for reports and lookups next to runs (the gateway's token checks)."""
+        return await self._opened().ledger.run(fn, *args, **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class Attempt:
     cost_usd: float = 0.0
     ttft_ms: float | None = None  # streams: time to the first piece of the answer
     note: str | None = None  # something the user should know that is no failure of the call
+    until: float | None = None  # skipped: when the refusal ends by itself (a window resets)
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,7 @@ class Dispatcher:
             free_only=run.options.free_only,
             max_cost=run.left_usd,
             budgets=tuple(budgets),
+            caller=run.options.caller,
         )
 
     # -- whole answers -----------------------------------------------------------------------
@@ -300,6 +302,8 @@ class Dispatcher:
                 continue
             stream, piece = opened
             ttft_ms = call.latency_ms
+            if isinstance(piece, TextDelta):
+                piece = replace(piece, provider=name, model=call.model)
             written: list[str] = []
             final: ProviderResult | None = None
             broke: ProviderError | None = None
@@ -532,7 +536,10 @@ class Dispatcher:
 
     async def _skipped(self, call: _Call, skipped: _Skip) -> Attempt:
         if skipped.last_error is None:
-            return Attempt(call.name, "skipped", skipped.refusal.reason, model=call.model)
+            refusal = skipped.refusal
+            return Attempt(
+                call.name, "skipped", refusal.reason, model=call.model, until=refusal.until
+            )
         return await self._failed(call, skipped.last_error)  # its hold is already released
 
     async def _failed(self, call: _Call, error: ProviderError) -> Attempt:
@@ -547,7 +554,14 @@ class Dispatcher:
             )
         )
         return Attempt(
-            call.name, error.outcome, message, call.latency_ms, call.tries, call.model, note=note
+            call.name,
+            error.outcome,
+            message,
+            call.latency_ms,
+            call.tries,
+            call.model,
+            note=note,
+            until=block_until,
         )
 
     @staticmethod

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from scheduler.config.schema import Strategy
 from scheduler.errors import InputError
+
+if TYPE_CHECKING:
+    from scheduler.ledger.store import CallerLimits
 
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
@@ -27,6 +30,7 @@ class RunOptions:
     - `free_only`: refuse every call that would cost money.
     - `probe`: a health probe by the cron service: one try, and this provider's failure-rate
       block (only that one) lets the call through. Not for ordinary runs.
+    - `caller`: the limits of whoever asked (a gateway token), held with every reservation.
     """
 
     provider: str | None = None
@@ -34,6 +38,7 @@ class RunOptions:
     max_cost: float | None = None
     free_only: bool = False
     probe: bool = False
+    caller: CallerLimits | None = None
 
     def __post_init__(self) -> None:
         if self.strategy is not None and self.strategy not in STRATEGIES:

@@ -286,9 +286,13 @@ class ProviderResult:
 @dataclass(frozen=True)
 class TextDelta:
     """A piece of a streamed answer, as the provider sent it. A streaming adapter yields these,
-    then one ProviderResult with the whole text and the usage the provider reported."""
+    then one ProviderResult with the whole text and the usage the provider reported. The
+    dispatcher names the provider and model on the first piece of a run's stream, so a caller
+    (the gateway's response headers) knows who answers before the answer is whole."""
 
     text: str
+    provider: str | None = None
+    model: str | None = None
 
 
 def text_usage(input_tokens: int, output_tokens: int) -> dict[str, float]:

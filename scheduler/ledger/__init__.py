@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from scheduler.ledger.db import DB_ENV, DEFAULT_DB, resolve_db_target
-from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
+from scheduler.ledger.store import (
+    BudgetLimit,
+    CallerLimits,
+    CallRecord,
+    Hold,
+    Ledger,
+    Refusal,
+    SpendPolicy,
+)
 
 __all__ = [
     "DB_ENV",
     "DEFAULT_DB",
     "BudgetLimit",
     "CallRecord",
+    "CallerLimits",
     "Hold",
     "Ledger",
     "Refusal",

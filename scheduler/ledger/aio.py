@@ -15,7 +15,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal, SpendPolicy
 
@@ -39,6 +39,12 @@ class AsyncLedger:
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, functools.partial(fn, *args, **kwargs))
+
+    async def run(
+        self, fn: Callable[Concatenate[Ledger, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(ledger, ...)` on the ledger thread: reports, token lookups, maintenance."""
+        return await self._call(fn, self.sync, *args, **kwargs)
 
     async def reserve(
         self,

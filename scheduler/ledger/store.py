@@ -90,6 +90,17 @@ _BUDGET_WINDOWS = {"day": WindowSpec("day"), "month": WindowSpec("month")}
 
 
 @dataclass(frozen=True)
+class CallerLimits:
+    """Limits of whoever makes the call (a gateway token), across every provider. They are held
+    in the same transaction as the provider's quota, so no number of workers passes them."""
+
+    owner: str  # the usage_windows owner of these limits, e.g. "token:ci-bot"
+    requests_per_day: int | None = None
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+
+
+@dataclass(frozen=True)
 class SpendPolicy:
     """What a call may cost: the provider's prices and the run's and user's limits."""
 
@@ -98,6 +109,7 @@ class SpendPolicy:
     free_only: bool = False
     max_cost: float | None = None  # what this run may still spend (--max-cost)
     budgets: tuple[BudgetLimit, ...] = ()
+    caller: CallerLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,12 @@ class Ledger:
         db = connect(target)
         return cls(db, lease_s=lease_s, name=db.name)
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._db.close()
 
@@ -180,6 +198,13 @@ class Ledger:
             except db.errors as exc:
                 db.rollback()
                 raise LedgerError(describe_error(self.name, exc)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction, for the ledger package's own modules (tokens, maintenance):
+        the database lock is held until the block ends, and an error rolls it all back."""
+        with self._write() as conn:
+            yield conn
 
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """A read-only query for reports (WAL readers never wait for the writer)."""
@@ -270,6 +295,8 @@ class Ledger:
             cost = amounts.get("usd", 0.0) * paid_share(amounts, free, billable)
             if spend is not None and cost > 0:
                 items += self._hold_budget(conn, provider, spend, cost, bool(free), now)
+            if spend is not None and spend.caller is not None:
+                items += self._hold_caller(conn, spend.caller, cost, now)
             (hold_id,) = conn.execute(
                 "INSERT INTO reservations (provider, task, model, created_at, expires_at, pid,"
                 " items) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -330,6 +357,39 @@ class Ledger:
                     )
                 )
             items.append((owner, budget.rule_id, start, "cost_usd", cost))
+        return items
+
+    @staticmethod
+    def _hold_caller(conn: Database, caller: CallerLimits, cost: float, now: float) -> list[Item]:
+        """Hold one request and the call's cost against the caller's own limits (UTC days and
+        months, like the budgets)."""
+        wanted = (
+            ("requests/day", "requests", "day", 1.0, caller.requests_per_day),
+            ("budget/day", "cost_usd", "day", cost, caller.daily_usd),
+            ("budget/month", "cost_usd", "month", cost, caller.monthly_usd),
+        )
+        items: list[Item] = []
+        for rule_id, metric, per, amount, limit in wanted:
+            if limit is None or amount <= 0:
+                continue
+            start, end = _BUDGET_WINDOWS[per].bounds(now)
+            row = None
+            if amount <= limit:  # the upsert's condition guards only an existing row
+                row = conn.execute(
+                    _RESERVE_WINDOW,
+                    (caller.owner, rule_id, start, metric, per, end, amount, limit),
+                ).fetchone()
+            if row is None:
+                which = "daily" if per == "day" else "monthly"
+                what = f"{limit:g} requests" if metric == "requests" else f"budget ${limit:.2f}"
+                raise _Refused(
+                    Refusal(
+                        f"{caller.owner}: {which} {what} reached, resets"
+                        f" {format_instant(end or 0, 'UTC')}",
+                        _until(end),
+                    )
+                )
+            items.append((caller.owner, rule_id, start, metric, amount))
         return items
 
     def _state_refusal(
@@ -626,6 +686,7 @@ __all__ = [
     "REPORT_TTL_S",
     "BudgetLimit",
     "CallRecord",
+    "CallerLimits",
     "Hold",
     "Ledger",
     "Refusal",

@@ -141,6 +141,24 @@ class DailySummary(SQLModel, table=True):
     usage: str = _default("{}")  # JSON {metric: total}
 
 
+class GatewayToken(SQLModel, table=True):
+    """A `sched serve` client token: only its SHA-256 is kept, never the secret itself. Its
+    limits are held in the same reservation transaction as the provider's quota."""
+
+    __tablename__ = "gateway_tokens"
+    __table_args__ = (Index("ix_gateway_tokens_secret_hash", "secret_hash", unique=True),)
+
+    name: str = Field(primary_key=True)
+    secret_hash: str  # hex SHA-256 of the secret
+    created_at: float
+    expires_at: Optional[float] = None  # noqa: UP045
+    revoked_at: Optional[float] = None  # noqa: UP045
+    daily_usd: Optional[float] = None  # noqa: UP045
+    monthly_usd: Optional[float] = None  # noqa: UP045
+    requests_per_day: Optional[int] = None  # noqa: UP045
+    models: Optional[str] = None  # noqa: UP045 - JSON list of allowed routes; None: any
+
+
 class SchemaMigration(SQLModel, table=True):
     """Named migrations applied to this database, so every process agrees on the schema."""
 
@@ -153,6 +171,7 @@ class SchemaMigration(SQLModel, table=True):
 __all__ = [
     "Call",
     "DailySummary",
+    "GatewayToken",
     "JobRun",
     "ProviderLimit",
     "ProviderState",
