@@ -45,6 +45,19 @@ class AppState:
 
         return Scheduler(self.config(), db=self.db_target, keys=self.keys())
 
+    def targets(self) -> tuple[str, str]:
+        """The config file and the ledger as absolute references: what a child process (a cron
+        job, a gateway worker) is handed, so it opens the same files from any directory."""
+        from pathlib import Path
+
+        from scheduler.ledger import resolve_db_target
+
+        _, source = self.loaded()
+        target = resolve_db_target(self.db_target)
+        if "://" not in target:
+            target = str(Path(target).resolve())
+        return str(source.path.resolve()), target
+
     def keys(self) -> KeyStore:
         from scheduler.config import KeyStore
 

@@ -23,15 +23,7 @@ app = typer.Typer(
 
 def _targets(state: AppState) -> tuple[str, str]:
     """The config file and the ledger as absolute references, the same for every job run."""
-    from pathlib import Path
-
-    from scheduler.ledger import resolve_db_target
-
-    _, source = state.loaded()
-    target = resolve_db_target(state.db_target)
-    if "://" not in target:
-        target = str(Path(target).resolve())
-    return str(source.path.resolve()), target
+    return state.targets()
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,167 @@
+"""`sched tokens`: who may call `sched serve`, and with which limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Gateway tokens for sched serve: each has its own spend and request limits, held in "
+    "the same ledger transaction as the provider's quota. Only a hash is stored.",
+    no_args_is_help=True,
+)
+_DURATION = re.compile(r"^(\d+)([hdw])$")
+_UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _expiry(value: str | None) -> float | None:
+    """`30d`, `12h`, `2w`, or a date/time (ISO 8601, UTC unless it says otherwise)."""
+    from datetime import UTC, datetime
+
+    from scheduler.errors import InputError
+
+    if value is None:
+        return None
+    match = _DURATION.match(value)
+    if match:
+        return time.time() + int(match.group(1)) * _UNIT_S[match.group(2)]
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"--expires {value[:40]!r}: expected a duration (30d, 12h, 2w) or a date (2027-01-31)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A name for the client, e.g. ci-bot.")],
+    daily_usd: Annotated[
+        float | None, typer.Option("--daily-usd", min=0, help="Most USD per UTC day.")
+    ] = None,
+    monthly_usd: Annotated[
+        float | None, typer.Option("--monthly-usd", min=0, help="Most USD per UTC month.")
+    ] = None,
+    requests_per_day: Annotated[
+        int | None, typer.Option("--requests-per-day", min=1, help="Most requests per UTC day.")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Comma-separated routes it may use (auto, free, cheapest, a provider name, "
+            "PROVIDER/MODEL). Default: any.",
+        ),
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="30d, 12h, 2w, or a date. Default: never.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create a token and print its secret: it is shown this once, and only its hash is kept."""
+    from scheduler.ledger.tokens import create_token
+
+    routes = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    expires_at = _expiry(expires)
+    secret = create_token(
+        ctx.obj.ledger(),
+        name,
+        daily_usd=daily_usd,
+        monthly_usd=monthly_usd,
+        requests_per_day=requests_per_day,
+        models=routes,
+        expires_at=expires_at,
+    )
+    if as_json:
+        typer.echo(json.dumps({"name": name, "token": secret, "expires_at": expires_at}))
+        return
+    typer.echo(secret)
+    typer.echo(f"sched: token {name!r} created; store it now, it is not shown again", err=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Every token with its limits, state and what it used today and this month."""
+    from scheduler.ledger.tokens import list_tokens, token_use
+    from scheduler.windows import format_instant
+
+    ledger = ctx.obj.ledger()
+    now = time.time()
+    rows = []
+    for token in list_tokens(ledger):
+        use = token_use(ledger, token.name, now=now)
+        rows.append(
+            {
+                "name": token.name,
+                "state": token.usable(now) or "active",
+                "created": format_instant(int(token.created_at), "UTC"),
+                "expires": format_instant(int(token.expires_at), "UTC")
+                if token.expires_at
+                else None,
+                "daily_usd": token.daily_usd,
+                "monthly_usd": token.monthly_usd,
+                "requests_per_day": token.requests_per_day,
+                "models": list(token.models) if token.models is not None else None,
+                "requests_today": use.requests_today,
+                "usd_today": use.usd_today,
+                "usd_month": use.usd_month,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"tokens": rows}))
+        return
+    if not rows:
+        typer.echo("no gateway tokens (sched tokens create NAME)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Gateway tokens", title_justify="left")
+    for column in ("name", "state", "limits", "today", "month", "routes"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        limits = ", ".join(
+            text
+            for text in (
+                f"${row['daily_usd']:g}/day" if row["daily_usd"] is not None else "",
+                f"${row['monthly_usd']:g}/month" if row["monthly_usd"] is not None else "",
+                f"{row['requests_per_day']} req/day" if row["requests_per_day"] else "",
+            )
+            if text
+        )
+        table.add_row(
+            str(row["name"]),
+            str(row["state"]),
+            limits or "-",
+            f"{row['requests_today']:g} req, ${row['usd_today']:.4f}",
+            f"${row['usd_month']:.4f}",
+            ", ".join(row["models"]) if row["models"] else "any",  # type: ignore[arg-type]
+        )
+    Console().print(table)
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The token's name.")]
+) -> None:
+    """Revoke a token at once (every worker refuses it from its next request on)."""
+    from scheduler.errors import InputError
+    from scheduler.ledger.tokens import revoke_token
+
+    if not revoke_token(ctx.obj.ledger(), name):
+        raise InputError(f"no active token named {name!r} (sched tokens list)")
+    typer.echo(f"sched: token {name!r} revoked", err=True)
+
+
+__all__ = ["app"]
