@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fakes.server import FakeServer
@@ -147,3 +151,56 @@ def openai_provider(base_url: str, key_env: str, quotas: str = "", model: str = 
     if quotas:
         body += "\nquotas:\n" + "\n".join(f"  - {rule}" for rule in quotas.strip().splitlines())
     return body
+
+
+# -- sched serve in a real process ---------------------------------------------------------
+
+GATEWAY_PATIENCE_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(
+    tmp_path: Path,
+    config: Path,
+    *args: str,
+    db: str | None = None,
+    keys: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """`sched serve` on a free port until the block ends; yields its base URL."""
+    port = _free_port()
+    db = db or str(tmp_path / "quota.db")
+    command = [sys.executable, "-m", "scheduler", "--config", str(config), "--db", db]
+    command += ["serve", "--port", str(port), *args]
+    proc = subprocess.Popen(
+        command,
+        env={**clean_env(), **(keys or {})},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + GATEWAY_PATIENCE_S
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "sched serve did not become healthy"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=GATEWAY_PATIENCE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

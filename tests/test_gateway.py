@@ -11,18 +11,18 @@ import asyncio
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from scheduler.ledger import Ledger
-from tests.conftest import clean_env, openai_provider, run_cli, write_config
+from tests.conftest import openai_provider, run_cli, write_config
+from tests.conftest import serving as _serving
 from tests.fakes import openai_shapes
 from tests.fakes.server import FakeServer, Reply
 
@@ -30,46 +30,10 @@ KEYS = {"A_KEY": "sk-a-000000000001", "B_KEY": "sk-b-000000000002", "C_KEY": "sk
 PATIENCE_S = 60  # bounds a failing wait; a passing run does not wait for it
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serving(tmp_path: Path, config: Path, *args: str, db: str | None = None) -> Iterator[str]:
-    """`sched serve` on a free port until the block ends; yields its base URL."""
-    port = _free_port()
-    db = db or str(tmp_path / "quota.db")
-    command = [sys.executable, "-m", "scheduler", "--config", str(config), "--db", db]
-    command += ["serve", "--port", str(port), *args]
-    proc = subprocess.Popen(
-        command,
-        env={**clean_env(), **KEYS},
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + PATIENCE_S
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "sched serve did not become healthy"
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=PATIENCE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+def serving(
+    tmp_path: Path, config: Path, *args: str, db: str | None = None
+) -> AbstractContextManager[str]:
+    return _serving(tmp_path, config, *args, db=db, keys=KEYS)
 
 
 def _provider(fake: FakeServer, name: str, quotas: str = "") -> str:
@@ -439,3 +403,64 @@ def test_health_and_metrics(tmp_path: Path, fake: FakeServer) -> None:
     assert 'sched_quota_remaining{provider="a",metric="requests",per="day"} 9' in metrics
     assert 'sched_attempts_total{provider="a",outcome="ok"' in metrics
     assert "sched_spend_usd" in metrics
+
+
+# -- exactness under load ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_four_workers_and_64_clients_never_pass_a_limit_or_a_token_budget(
+    tmp_path: Path, fake: FakeServer, db_target: str
+) -> None:
+    """2000 requests from 64 concurrent clients through 4 workers: the upstream allows 500 a day
+    and costs $0.004 a call; half the clients use a token with $1.00 a day (250 calls), half an
+    unlimited one. Every answer is a 200 or a documented 429, the upstream sees exactly 500, and
+    the budgeted token's spend never passes $1.00."""
+    fake.route("POST", "/a/v1/chat/completions", default=openai_shapes.chat_ok("ok"))
+    providers = {
+        "a": openai_provider(
+            fake.base_url("a"), "A_KEY", "{metric: requests, limit: 500, per: day}"
+        )
+        + "\npricing: {usd_per_request: 0.004}"
+    }
+    config = write_config(
+        tmp_path / "providers.yaml", providers, {"text": ["a"]}, settings="allow_paid: true"
+    )
+    base = ["--config", str(config), "--db", db_target, "tokens", "create"]
+    budgeted = json.loads(run_cli(*base, "budgeted", "--daily-usd", "1.00", "--json").stdout)
+    unlimited = json.loads(run_cli(*base, "unlimited", "--json").stdout)
+    secrets = [str(budgeted["token"]), str(unlimited["token"])]
+    request = {"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+
+    async def load(url: str) -> list[tuple[int, int]]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(limits=limits, timeout=PATIENCE_S) as client:
+            gate = asyncio.Semaphore(64)
+
+            async def one(i: int) -> tuple[int, int]:
+                which = i % 2
+                async with gate:
+                    response = await client.post(
+                        f"{url}/v1/chat/completions",
+                        json=request,
+                        headers={"authorization": f"Bearer {secrets[which]}"},
+                    )
+                if response.status_code == 429:
+                    assert int(response.headers["retry-after"]) >= 1
+                return which, response.status_code
+
+            return list(await asyncio.gather(*(one(i) for i in range(2000))))
+
+    with serving(tmp_path, config, "--workers", "4", db=db_target) as url:
+        results = asyncio.run(load(url))
+    statuses = [status for _, status in results]
+    assert set(statuses) <= {200, 429}
+    assert statuses.count(200) == 500
+    assert fake.count("/a/v1/chat/completions") == 500
+    assert sum(1 for which, s in results if which == 0 and s == 200) <= 250
+    listed = run_cli("--config", str(config), "--db", db_target, "tokens", "list", "--json")
+    use = {row["name"]: row for row in json.loads(listed.stdout)["tokens"]}
+    assert use["budgeted"]["usd_today"] <= 1.00 + 1e-9
+    with Ledger.open(db_target) as ledger:
+        assert ledger.read("SELECT COUNT(*) FROM reservations") == [(0,)]
+        assert ledger.read("SELECT COUNT(*) FROM calls WHERE outcome = 'ok'") == [(500,)]

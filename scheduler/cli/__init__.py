@@ -18,6 +18,7 @@ from scheduler.cli import (
     cron_cmd,
     providers_cmd,
     quota_cmd,
+    report_cmd,
     run_cmd,
     serve_cmd,
     tokens_cmd,
@@ -44,6 +45,7 @@ app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(cron_cmd.app, name="cron")
 app.add_typer(tokens_cmd.app, name="tokens")
 app.command("serve")(serve_cmd.serve)
+app.command("report")(report_cmd.report)
 
 
 @app.callback()

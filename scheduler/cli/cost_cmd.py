@@ -28,7 +28,9 @@ def report(
     state = ctx.obj
     result = spend_report(state.config(), state.ledger(), period)  # type: ignore[arg-type]  # checked above
     if as_json:
-        typer.echo(json.dumps(result.as_dict()))
+        from scheduler.status.data import spend_json
+
+        typer.echo(json.dumps(spend_json(state.config(), state.ledger(), period)))
         return
     from rich.console import Console
     from rich.table import Table

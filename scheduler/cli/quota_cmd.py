@@ -9,9 +9,6 @@ import typer
 app = typer.Typer(help="Inspect the quota ledger.", no_args_is_help=True)
 
 
-_SPEND_KEYS = ("cost_usd", "list_usd", "saved_usd", "budgets", "resets")
-
-
 def _number(value: float) -> str:
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
 
@@ -25,52 +22,18 @@ def report(
     provider state, and calls and failure rate over the last 24 hours."""
     from scheduler.ledger.report import quota_report
     from scheduler.ledger.spend import spend_report
+    from scheduler.status.data import quota_json
     from scheduler.windows import format_instant
 
     state = ctx.obj
+    if as_json:
+        typer.echo(json.dumps(quota_json(state.config(), state.ledger(), state.keys())))
+        return
     reports = quota_report(state.config(), state.ledger(), state.keys())
     spend = {
         period: spend_report(state.config(), state.ledger(), period).as_dict()
         for period in ("day", "month")
     }
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "spend": {
-                        period: {key: figures[key] for key in _SPEND_KEYS}
-                        for period, figures in spend.items()
-                    },
-                    "providers": [
-                        {
-                            "provider": r.provider,
-                            "status": r.status,
-                            "detail": r.detail,
-                            "until": format_instant(int(r.until), "UTC") if r.until else None,
-                            "calls_24h": r.calls_24h,
-                            "failures_24h": r.failures_24h,
-                            "failure_rate_24h": r.failure_rate_24h,
-                            "windows": [
-                                {
-                                    "metric": w.metric,
-                                    "period": w.period,
-                                    "used": w.used,
-                                    "reserved": w.reserved,
-                                    "limit": w.limit,
-                                    "remaining": w.remaining,
-                                    "free": w.free,
-                                    "resets_at": w.resets_at,
-                                    "resets": w.resets,
-                                }
-                                for w in r.windows
-                            ],
-                        }
-                        for r in reports
-                    ],
-                }
-            )
-        )
-        return
     from rich.console import Console
     from rich.table import Table
 

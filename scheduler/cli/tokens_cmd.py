@@ -64,6 +64,10 @@ def create(
     expires: Annotated[
         str | None, typer.Option("--expires", help="30d, 12h, 2w, or a date. Default: never.")
     ] = None,
+    admin: Annotated[
+        bool,
+        typer.Option("--admin", help="May also read the status page (GET /) and its JSON."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a token and print its secret: it is shown this once, and only its hash is kept."""
@@ -79,6 +83,7 @@ def create(
         requests_per_day=requests_per_day,
         models=routes,
         expires_at=expires_at,
+        admin=admin,
     )
     if as_json:
         typer.echo(json.dumps({"name": name, "token": secret, "expires_at": expires_at}))
@@ -113,6 +118,7 @@ def list_(
                 "monthly_usd": token.monthly_usd,
                 "requests_per_day": token.requests_per_day,
                 "models": list(token.models) if token.models is not None else None,
+                "admin": token.admin,
                 "requests_today": use.requests_today,
                 "usd_today": use.usd_today,
                 "usd_month": use.usd_month,

@@ -13,6 +13,7 @@ mid-stream cancels the run, and the dispatcher settles the hold by what was stre
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -24,7 +25,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route as Endpoint
 from starlette.types import Message as AsgiMessage
 
@@ -87,6 +94,44 @@ class Gateway:
                 "route_not_allowed",
             )
         return token.limits
+
+    async def _admin(self, request: Request) -> None:
+        """The status page and its JSON: open on a gateway without tokens (loopback only),
+        else an admin token as a Bearer token or as the password of HTTP Basic auth (what a
+        browser asks for by itself)."""
+        if not await self._tokens_required():
+            return
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        secret = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                secret = base64.b64decode(secret).decode("utf-8").partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                secret = ""
+        token = await self.scheduler.on_ledger(tokens.find_token, secret) if secret else None
+        if token is None or token.usable(time.time()) is not None or not token.admin:
+            raise ApiError(
+                401,
+                "the status page needs an admin token (sched tokens create NAME --admin)",
+                code="admin_token_required",
+                challenge=True,
+            )
+
+    async def status_json(self, request: Request) -> Response:
+        await self._admin(request)
+        return JSONResponse(await self._snapshot())
+
+    async def status_page(self, request: Request) -> Response:
+        from scheduler.status.page import render
+
+        await self._admin(request)
+        return HTMLResponse(render(await self._snapshot()))
+
+    async def _snapshot(self) -> dict[str, Any]:
+        from scheduler.status.data import snapshot
+
+        config, keys = self.config, self.scheduler.keys
+        return await self.scheduler.on_ledger(lambda ledger: snapshot(config, ledger, keys))
 
     async def _tokens_required(self) -> bool:
         checked_at, required = self._tokens_checked
@@ -418,6 +463,8 @@ def create_app(scheduler: Scheduler | None = None) -> Starlette:
         ("/v1/models", gateway.models, "GET"),
         ("/health", gateway.health, "GET"),
         ("/metrics", gateway.metrics_text, "GET"),
+        ("/", gateway.status_page, "GET"),
+        ("/v1/sched/status", gateway.status_json, "GET"),
     ]
     routes = [Endpoint(path, _handler(fn, gateway), methods=[m]) for path, fn, m in endpoints]
     app = Starlette(routes=routes, lifespan=lifespan)

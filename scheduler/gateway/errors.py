@@ -31,6 +31,7 @@ class ApiError(Exception):
     code: str | None = None
     param: str | None = None
     retry_after: float | None = None
+    challenge: bool = False  # ask a browser for credentials (HTTP Basic)
 
     def body(self) -> dict[str, object]:
         return {
@@ -43,9 +44,12 @@ class ApiError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+        headers = {}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after)))
+        if self.challenge:
+            headers["www-authenticate"] = 'Basic realm="sched status", charset="UTF-8"'
+        return headers
 
 
 def run_failure(run: RunResult, *, now: float | None = None) -> ApiError:

@@ -103,6 +103,11 @@ def quota_report(
                 )
             )
         status, detail, until = _status(provider.enabled, provider.note, states.get(name), now)
+        full = [w for w in windows if not w.free and w.remaining <= 0]
+        if status == "ok" and full:  # the ledger will refuse it until the window resets
+            first = min(full, key=lambda w: w.resets_at or float("inf"))
+            status, detail = "exhausted", f"{first.metric} per {first.period} used up"
+            until = float(first.resets_at) if first.resets_at is not None else None
         if status == "ok" and provider.api_key_env and not keys.get(provider.api_key_env):
             status, detail = "not_configured", f"no {provider.api_key_env}"
         calls, failures = health.get(name, (0, 0))

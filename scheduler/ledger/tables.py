@@ -157,6 +157,7 @@ class GatewayToken(SQLModel, table=True):
     monthly_usd: Optional[float] = None  # noqa: UP045
     requests_per_day: Optional[int] = None  # noqa: UP045
     models: Optional[str] = None  # noqa: UP045 - JSON list of allowed routes; None: any
+    admin: int = _default(0)  # may read the status page and /v1/sched/status
 
 
 class SchemaMigration(SQLModel, table=True):

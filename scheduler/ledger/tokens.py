@@ -22,7 +22,8 @@ from scheduler.windows import WindowSpec
 SECRET_PREFIX = "sk-sched-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _COLUMNS = (
-    "name, created_at, expires_at, revoked_at, daily_usd, monthly_usd, requests_per_day, models"
+    "name, created_at, expires_at, revoked_at, daily_usd, monthly_usd, requests_per_day, models,"
+    " admin"
 )
 
 
@@ -38,6 +39,7 @@ class Token:
     monthly_usd: float | None = None
     requests_per_day: int | None = None
     models: tuple[str, ...] | None = None  # allowed routes; None: any
+    admin: bool = False  # may read the status page
 
     def usable(self, now: float) -> str | None:
         """None when the token may be used now, else why not."""
@@ -78,6 +80,7 @@ def create_token(
     requests_per_day: int | None = None,
     models: tuple[str, ...] | None = None,
     expires_at: float | None = None,
+    admin: bool = False,
     now: float | None = None,
 ) -> str:
     """Store a new token and return its secret (the only time it exists outside the client)."""
@@ -93,7 +96,7 @@ def create_token(
             raise InputError(f"a token named {name!r} exists; revoke it or pick another name")
         conn.execute(
             "INSERT INTO gateway_tokens (name, secret_hash, created_at, expires_at, daily_usd,"
-            " monthly_usd, requests_per_day, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " monthly_usd, requests_per_day, models, admin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 name,
                 secret_hash(secret),
@@ -103,6 +106,7 @@ def create_token(
                 monthly_usd,
                 requests_per_day,
                 json.dumps(list(models)) if models is not None else None,
+                int(admin),
             ),
         )
     return secret
@@ -170,7 +174,7 @@ def token_use(ledger: Ledger, name: str, *, now: float | None = None) -> TokenUs
 
 
 def _token(row: tuple[object, ...]) -> Token:
-    name, created, expires, revoked, daily, monthly, requests, models = row
+    name, created, expires, revoked, daily, monthly, requests, models, admin = row
     return Token(
         name=str(name),
         created_at=float(created),  # type: ignore[arg-type]
@@ -180,6 +184,7 @@ def _token(row: tuple[object, ...]) -> Token:
         monthly_usd=None if monthly is None else float(monthly),  # type: ignore[arg-type]
         requests_per_day=None if requests is None else int(requests),  # type: ignore[call-overload]
         models=None if models is None else tuple(json.loads(str(models))),
+        admin=bool(admin),
     )
 
 
