@@ -38,13 +38,13 @@ settings:
   allow_paid: true
   budget: {monthly_usd: 10.0}
 providers:
-  groq: {adapter: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: G_KEY, models: {text: m},
+  groq: {adapter: openai, base_url: "http://h/v1", api_key_env: G_KEY, models: {text: m},
          quotas: [{metric: requests, limit: 1000, per: day}]}
-  gemini: {adapter: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: G_KEY, models: {text: m}}
-  mistral: {adapter: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: G_KEY, models: {text: m}}
-  cohere: {adapter: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: G_KEY, models: {text: m},
+  gemini: {adapter: openai, base_url: "http://h/v1", api_key_env: G_KEY, models: {text: m}}
+  mistral: {adapter: openai, base_url: "http://h/v1", api_key_env: G_KEY, models: {text: m}}
+  cohere: {adapter: openai, base_url: "http://h/v1", api_key_env: G_KEY, models: {text: m},
            quotas: [{metric: requests, limit: 10, per: day}]}
-  openai: {adapter: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: G_KEY, models: {text: m},
+  openai: {adapter: openai, base_url: "http://h/v1", api_key_env: G_KEY, models: {text: m},
            pricing: {usd_per_request: 2.0}}
   local: {adapter: local, models: {text: llama3.2}}
 tasks:

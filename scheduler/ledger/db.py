@@ -152,6 +152,19 @@ MIGRATIONS.append(("0004_calls_ts_cover", _create_tables))  # the covering index
 MIGRATIONS.append(("0006_gateway_tokens", _create_tables))  # `sched tokens`
 
 
+def _summary_latency(db: Database) -> None:
+    """daily_summaries.list_usd and .latency_hist: the status page reads finished days from the
+    summaries alone (saved money and median latency included), not from every call row."""
+    columns = db.columns("daily_summaries")
+    if "list_usd" not in columns:
+        db.execute("ALTER TABLE daily_summaries ADD COLUMN list_usd FLOAT NOT NULL DEFAULT 0")
+    if "latency_hist" not in columns:
+        db.execute("ALTER TABLE daily_summaries ADD COLUMN latency_hist TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS.append(("0008_summary_latency", _summary_latency))
+
+
 def resolve_db_target(cli_value: str | None = None) -> str:
     """`--db`, then $SCHED_DB, then ./quota.db. A path or a SQLAlchemy URL."""
     return cli_value or os.environ.get(DB_ENV) or DEFAULT_DB

@@ -230,6 +230,51 @@ def reenabled_since(
 # -- daily reset: roll-ups and pruning -----------------------------------------------------------
 
 
+# Latency histograms count served calls in buckets this wide: a median to 10 ms from counts alone.
+LATENCY_BUCKET_MS = 10
+
+
+def latency_bucket_sql(ledger: Ledger) -> str:
+    """SQL for a call row's latency bucket, the same integer on both databases: SQLite's CAST
+    truncates (latencies are never negative), PostgreSQL's rounds, so it floors first."""
+    if ledger.dialect == "postgresql":
+        return f"FLOOR(latency_ms / {LATENCY_BUCKET_MS})::integer"
+    return f"CAST(latency_ms / {LATENCY_BUCKET_MS} AS INTEGER)"
+
+
+def median_of(hist: Mapping[int, int]) -> float | None:
+    """The median latency of a bucket histogram: the middle bucket's midpoint."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen * 2 >= total:
+            return bucket * LATENCY_BUCKET_MS + LATENCY_BUCKET_MS / 2
+    return None
+
+
+def summarised_until(ledger: Ledger) -> float:
+    """The start of the first UTC day without summaries: call rows before it are all counted in
+    daily_summaries (and may be pruned), rows from it on only in calls."""
+    latest = ledger.read("SELECT MAX(day) FROM daily_summaries")[0][0]
+    return _day_start(str(latest)) + DAY_S if latest else 0.0
+
+
+def period_split(
+    ledger: Ledger, since: float, until: float
+) -> tuple[tuple[str, str] | None, float]:
+    """How to read [since, until) fast and exactly: the summarised UTC days to take from
+    daily_summaries (`day >= first AND day < end`), or None, and the time from which call rows
+    are read. Summaries serve only whole days, so a period that starts mid-day reads rows."""
+    covered = summarised_until(ledger)
+    end = min(covered, until - until % DAY_S)
+    if since % DAY_S or end <= since:
+        return None, since
+    return (utc_day(since), utc_day(end)), end
+
+
 def utc_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
@@ -246,7 +291,7 @@ class RollUp:
     rows: int = 0
 
 
-def _day_of(ledger: Ledger) -> str:
+def day_sql(ledger: Ledger) -> str:
     """SQL for the UTC day ("YYYY-MM-DD") of `calls.ts`, in the ledger's dialect."""
     if ledger.dialect == "postgresql":
         return "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -264,7 +309,7 @@ def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
     """
     now = time.time() if now is None else now
     until = _day_start(utc_day(now))  # today is not finished
-    day = _day_of(ledger)
+    day = day_sql(ledger)
     # Reads and writes in one transaction: no call row can slip in between count and upsert.
     with ledger._write() as db:
         latest = db.execute("SELECT MAX(day) FROM daily_summaries").fetchone()[0]
@@ -273,9 +318,17 @@ def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
             return RollUp()
         totals = db.execute(
             f"SELECT {day}, provider, task, outcome, COUNT(*), SUM(tries), SUM(latency_ms),"
-            " SUM(cost_usd) FROM calls WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3, 4",
+            " SUM(cost_usd), SUM(list_usd) FROM calls WHERE ts >= ? AND ts < ?"
+            " GROUP BY 1, 2, 3, 4",
             (since, until),
         ).fetchall()
+        hists: dict[tuple[str, str, str, str], dict[str, int]] = defaultdict(dict)
+        for d, provider, task, outcome, bucket, count in db.execute(
+            f"SELECT {day}, provider, task, outcome, {latency_bucket_sql(ledger)}, COUNT(*)"
+            " FROM calls WHERE ts >= ? AND ts < ? AND outcome = 'ok' GROUP BY 1, 2, 3, 4, 5",
+            (since, until),
+        ):
+            hists[(str(d), str(provider), str(task), str(outcome))][str(bucket)] = _i(count)
         # Usage is a JSON object per call: summed here, the same way on either database.
         usage: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
         for d, provider, task, outcome, text in db.execute(
@@ -286,15 +339,17 @@ def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
             sums = usage[(str(d), str(provider), str(task), str(outcome))]
             for metric, amount in _usage(text).items():
                 sums[metric] = sums.get(metric, 0.0) + amount
-        for d, provider, task, outcome, calls, tries, latency, cost in totals:
+        for d, provider, task, outcome, calls, tries, latency, cost, listed in totals:
             key = (str(d), str(provider), str(task), str(outcome))
             db.execute(
                 "INSERT INTO daily_summaries (day, provider, task, outcome, calls, tries,"
-                " latency_ms_sum, cost_usd, usage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " latency_ms_sum, cost_usd, usage, list_usd, latency_hist)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (day, provider, task, outcome) DO UPDATE SET"
                 " calls = excluded.calls, tries = excluded.tries,"
                 " latency_ms_sum = excluded.latency_ms_sum, cost_usd = excluded.cost_usd,"
-                " usage = excluded.usage",
+                " usage = excluded.usage, list_usd = excluded.list_usd,"
+                " latency_hist = excluded.latency_hist",
                 (
                     *key,
                     _i(calls),
@@ -302,6 +357,8 @@ def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
                     _f(latency or 0),
                     _f(cost or 0),
                     json.dumps(dict(sorted(usage.get(key, {}).items()))),
+                    _f(listed or 0),
+                    json.dumps(hists.get(key, {})),
                 ),
             )
     days = tuple(sorted({str(row[0]) for row in totals}))
@@ -421,6 +478,7 @@ def record_job_run(
 __all__ = [
     "FAULT_OUTCOMES",
     "HEALTH_BLOCK_S",
+    "LATENCY_BUCKET_MS",
     "NOT_ATTEMPTS",
     "TIMED_BLOCKS",
     "UNHEALTHY",
@@ -428,10 +486,15 @@ __all__ = [
     "Health",
     "RollUp",
     "clear_expired_blocks",
+    "day_sql",
     "disable_unhealthy",
     "failure_stats",
+    "latency_bucket_sql",
+    "median_of",
+    "summarised_until",
     "finish_job_run",
     "percentile",
+    "period_split",
     "provider_health",
     "prune_calls",
     "prune_windows",

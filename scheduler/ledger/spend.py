@@ -109,15 +109,7 @@ def spend_report(
     now = time.time() if now is None else now
     since, until = _WINDOWS[period].bounds(now)
     assert until is not None
-    lines = tuple(
-        SpendLine(str(provider), str(task), int(str(calls)), float(str(cost)), float(str(lst)))
-        for provider, task, calls, cost, lst in ledger.read(
-            "SELECT provider, task, COUNT(*), SUM(cost_usd), SUM(list_usd)"
-            f" FROM {ledger.calls_in_period}"
-            " WHERE ts >= ? AND ts < ? GROUP BY provider, task ORDER BY provider, task",
-            (since, until),
-        )
-    )
+    lines = _lines(ledger, since, until)
     spent: dict[str, float] = {}
     for line in lines:
         spent[line.provider] = spent.get(line.provider, 0.0) + line.cost_usd
@@ -140,6 +132,35 @@ def spend_report(
         reserved = float(str(rows[0][0])) if rows else 0.0
         budgets.append(BudgetState(scope or "all providers", limit, used, reserved))
     return SpendReport(period, since, until, lines, tuple(budgets))
+
+
+def _lines(ledger: Ledger, since: float, until: float) -> tuple[SpendLine, ...]:
+    """Spend per provider and task: finished days from their summaries, the rest from the call
+    rows (so a month of a million calls is a few hundred summary rows and today's calls)."""
+    from scheduler.ledger.maintenance import period_split
+
+    days, rows_since = period_split(ledger, since, until)
+    rows = ledger.read(
+        "SELECT provider, task, COUNT(*), SUM(cost_usd), SUM(list_usd)"
+        f" FROM {ledger.calls_in_period} WHERE ts >= ? AND ts < ? GROUP BY provider, task",
+        (rows_since, until),
+    )
+    if days is not None:
+        rows += ledger.read(
+            "SELECT provider, task, SUM(calls), SUM(cost_usd), SUM(list_usd) FROM daily_summaries"
+            " WHERE day >= ? AND day < ? GROUP BY provider, task",
+            days,
+        )
+    totals: dict[tuple[str, str], list[float]] = {}
+    for provider, task, calls, cost, listed in rows:
+        entry = totals.setdefault((str(provider), str(task)), [0, 0.0, 0.0])
+        entry[0] += int(str(calls))
+        entry[1] += float(str(cost or 0))
+        entry[2] += float(str(listed or 0))
+    return tuple(
+        SpendLine(provider, task, int(v[0]), round(v[1], 10), round(v[2], 10))
+        for (provider, task), v in sorted(totals.items())
+    )
 
 
 __all__ = ["BudgetState", "SpendLine", "SpendReport", "spend_report"]

@@ -139,6 +139,10 @@ class DailySummary(SQLModel, table=True):
     latency_ms_sum: float = _default(0)
     cost_usd: float = _default(0)
     usage: str = _default("{}")  # JSON {metric: total}
+    list_usd: float = _default(0)  # the same usage at list price (what free tiers saved)
+    # Served calls' latencies as JSON {bucket: count}, bucket = latency_ms // LATENCY_BUCKET_MS:
+    # medians over many days without keeping every row.
+    latency_hist: str = _default("{}")
 
 
 class GatewayToken(SQLModel, table=True):

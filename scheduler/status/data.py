@@ -80,31 +80,34 @@ def quota_json(
 def daily_spend(
     ledger: Ledger, *, days: int = 30, now: float | None = None
 ) -> list[dict[str, Any]]:
-    """Paid and list-price USD per UTC day and provider over the last `days` days, from the
-    call rows and the daily roll-ups of pruned ones."""
+    """Paid and list-price USD and calls per UTC day and provider over the last `days` days:
+    summarised days from daily_summaries, the rest from the call rows."""
+    from scheduler.ledger.maintenance import day_sql, period_split
+
     now = time.time() if now is None else now
     first = (int(now) // DAY_S - days + 1) * DAY_S
+    summarised, rows_since = period_split(ledger, first, now + 1)
     totals: dict[tuple[str, str], list[float]] = {}
-    rows = ledger.read(
-        f"SELECT CAST(ts / {DAY_S} AS INTEGER), provider, SUM(cost_usd), SUM(list_usd), COUNT(*)"
-        f" FROM {ledger.calls_in_period} WHERE ts >= ? GROUP BY 1, 2",
-        (first,),
-    )
-    for day_number, provider, cost, listed, calls in rows:
-        day = time.strftime("%Y-%m-%d", time.gmtime(int(day_number) * DAY_S))  # type: ignore[call-overload]
+
+    def add(day: str, provider: object, cost: object, listed: object, calls: object) -> None:
         entry = totals.setdefault((day, str(provider)), [0.0, 0.0, 0])
-        entry[0] += float(cost or 0)  # type: ignore[arg-type]
-        entry[1] += float(listed or 0)  # type: ignore[arg-type]
-        entry[2] += int(calls)  # type: ignore[call-overload]
-    first_day = time.strftime("%Y-%m-%d", time.gmtime(first))
-    for summary_day, provider, cost, calls in ledger.read(
-        "SELECT day, provider, SUM(cost_usd), SUM(calls) FROM daily_summaries WHERE day >= ?"
-        " GROUP BY day, provider",
-        (first_day,),
+        entry[0] += float(str(cost or 0))
+        entry[1] += float(str(listed or 0))
+        entry[2] += int(str(calls or 0))
+
+    for day, provider, cost, listed, calls in ledger.read(
+        f"SELECT {day_sql(ledger)}, provider, SUM(cost_usd), SUM(list_usd), COUNT(*)"
+        f" FROM {ledger.calls_in_period} WHERE ts >= ? GROUP BY 1, 2",
+        (rows_since,),
     ):
-        entry = totals.setdefault((str(summary_day), str(provider)), [0.0, 0.0, 0])
-        entry[0] += float(cost or 0)  # type: ignore[arg-type]
-        entry[2] += int(calls or 0)  # type: ignore[call-overload]
+        add(str(day), provider, cost, listed, calls)
+    if summarised is not None:
+        for day, provider, cost, listed, calls in ledger.read(
+            "SELECT day, provider, SUM(cost_usd), SUM(list_usd), SUM(calls) FROM daily_summaries"
+            " WHERE day >= ? AND day < ? GROUP BY day, provider",
+            summarised,
+        ):
+            add(str(day), provider, cost, listed, calls)
     return [
         {
             "day": day,
@@ -120,17 +123,48 @@ def daily_spend(
 def health(ledger: Ledger, *, since: float, until: float) -> list[dict[str, Any]]:
     """Per provider over [since, until): calls, outcome counts, failure rate (outcomes that are
     the provider's fault, as the failure report counts them) and median latency of its served
-    calls."""
-    from scheduler.ledger.maintenance import FAULT_OUTCOMES
+    calls, to 10 ms (from latency buckets: the summaries of finished days keep those, so a
+    week of a million calls needs no row list)."""
+    from scheduler.ledger.maintenance import (
+        FAULT_OUTCOMES,
+        latency_bucket_sql,
+        median_of,
+        period_split,
+    )
 
+    summarised, rows_since = period_split(ledger, since, until)
     counts: dict[str, dict[str, int]] = {}
+    hists: dict[str, dict[int, int]] = {}
+
+    def count(provider: object, outcome: object, calls: object) -> None:
+        outcomes = counts.setdefault(str(provider), {})
+        outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + int(str(calls))
+
+    def bucket(provider: object, key: object, calls: object) -> None:
+        hist = hists.setdefault(str(provider), {})
+        hist[int(str(key))] = hist.get(int(str(key)), 0) + int(str(calls))
+
     for provider, outcome, calls in ledger.read(
         f"SELECT provider, outcome, COUNT(*) FROM {ledger.calls_in_period}"
         " WHERE ts >= ? AND ts < ? GROUP BY provider, outcome",
-        (since, until),
+        (rows_since, until),
     ):
-        counts.setdefault(str(provider), {})[str(outcome)] = int(calls)  # type: ignore[call-overload]
-    medians = _medians(ledger, since, until)
+        count(provider, outcome, calls)
+    for provider, key, calls in ledger.read(
+        f"SELECT provider, {latency_bucket_sql(ledger)}, COUNT(*) FROM {ledger.calls_in_period}"
+        " WHERE ts >= ? AND ts < ? AND outcome = 'ok' GROUP BY 1, 2",
+        (rows_since, until),
+    ):
+        bucket(provider, key, calls)
+    if summarised is not None:
+        for provider, outcome, calls, hist in ledger.read(
+            "SELECT provider, outcome, calls, latency_hist FROM daily_summaries"
+            " WHERE day >= ? AND day < ?",
+            summarised,
+        ):
+            count(provider, outcome, calls)
+            for key, n in json.loads(str(hist or "{}")).items():
+                bucket(provider, key, n)
     out = []
     for provider, outcomes in sorted(counts.items()):
         calls = sum(outcomes.values())
@@ -141,25 +175,10 @@ def health(ledger: Ledger, *, since: float, until: float) -> list[dict[str, Any]
                 "calls": calls,
                 "outcomes": dict(sorted(outcomes.items())),
                 "failure_rate": faults / calls if calls else None,
-                "median_latency_ms": medians.get(provider),
+                "median_latency_ms": median_of(hists.get(provider, {})),
             }
         )
     return out
-
-
-def _medians(ledger: Ledger, since: float, until: float) -> dict[str, float]:
-    """The median latency of served calls per provider, computed in the database (the middle
-    row of each provider's ordered latencies), so no row list reaches Python."""
-    rows = ledger.read(
-        "SELECT provider, AVG(latency_ms) FROM ("
-        " SELECT provider, latency_ms,"
-        " ROW_NUMBER() OVER (PARTITION BY provider ORDER BY latency_ms) AS n,"
-        " COUNT(*) OVER (PARTITION BY provider) AS total"
-        f" FROM {ledger.calls_in_period} WHERE ts >= ? AND ts < ? AND outcome = 'ok'"
-        ") ranked WHERE n IN ((total + 1) / 2, (total + 2) / 2) GROUP BY provider",
-        (since, until),
-    )
-    return {str(provider): round(float(median), 1) for provider, median in rows}  # type: ignore[arg-type]
 
 
 def recent_calls(ledger: Ledger, *, limit: int = 50) -> list[dict[str, Any]]:
@@ -221,7 +240,8 @@ def snapshot(
         "daily_spend": daily_spend(ledger, now=now),
         "health": {
             "24h": health(ledger, since=now - DAY_S, until=now + 1),
-            "7d": health(ledger, since=now - 7 * DAY_S, until=now + 1),
+            # Seven whole UTC days, today included: finished days come from their summaries.
+            "7d": health(ledger, since=(int(now) // DAY_S - 6) * DAY_S, until=now + 1),
         },
         "recent_calls": recent_calls(ledger),
         "jobs": job_runs(ledger),
