@@ -132,7 +132,9 @@ async def _probe(
     # One real call: the dispatcher's transient retries would turn a probe into three.
     settings = config.settings.model_copy(update={"retries": 0})
     one_try = config.model_copy(update={"settings": settings})
-    async with make_client(settings.timeout_s, transport=transport) as http:
+    async with make_client(
+        settings.timeout_s, transport=transport, max_response_mb=settings.max_response_mb
+    ) as http:
         return await Dispatcher(one_try, ledger, keys, http).run(task, only=name)
 
 

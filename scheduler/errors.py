@@ -36,6 +36,19 @@ def redact(text: str, *secrets: str | None) -> str:
     return _KEYLIKE.sub("***", text)
 
 
+MAX_SHOWN = 60  # characters of a value a message quotes (a value is input: it may be huge)
+MAX_CONFIG_MESSAGE = 600  # characters of a whole configuration error message
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """`repr(value)` for a message, cut to `limit` characters with an ellipsis and the length:
+    a 10 MB string in a config must not become a 10 MB error line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
 class SchedError(Exception):
     """Base of every error the CLI reports as a message rather than a traceback."""
 
@@ -56,8 +69,11 @@ class ConfigError(SchedError):
         self.file, self.path, self.line = file, path, line
         where = ":".join(str(p) for p in (file, line) if p is not None)
         prefix = f"{where}: " if where else ""
-        key = f"{path}: " if path else ""
-        super().__init__(f"{prefix}{key}{message}")
+        key = f"{path[:MAX_SHOWN]}: " if path else ""
+        text = f"{prefix}{key}{message}"
+        if len(text) > MAX_CONFIG_MESSAGE:  # the backstop; values are cut where they are quoted
+            text = text[: MAX_CONFIG_MESSAGE - 1] + "…"
+        super().__init__(text)
 
 
 class InputError(SchedError):
@@ -142,4 +158,5 @@ __all__ = [
     "SchedError",
     "Transient",
     "redact",
+    "shown",
 ]

@@ -162,7 +162,8 @@ async def _check_all(state: AppState, probes: dict[str, Task]) -> dict[str, RunR
 
     config = state.config()
     results: dict[str, RunResult] = {}
-    async with make_client(config.settings.timeout_s) as http:
+    settings = config.settings
+    async with make_client(settings.timeout_s, max_response_mb=settings.max_response_mb) as http:
         dispatcher = Dispatcher(config, state.ledger(), state.keys(), http)
         for name, task in probes.items():
             results[name] = await dispatcher.run(task, only=name)

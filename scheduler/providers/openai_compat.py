@@ -41,6 +41,7 @@ from scheduler.errors import (
 from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter
 from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
+from scheduler.providers.http_guard import failure_name
 from scheduler.retry_hints import parse_retry_value
 from scheduler.tasks import (
     ImageTask,
@@ -229,7 +230,7 @@ class OpenAICompatAdapter(Adapter):
             ) from None
         except httpx.HTTPError as exc:
             raise Transient(
-                f"image download failed: {type(exc).__name__}", provider=self.name
+                f"image download failed: {failure_name(exc)}", provider=self.name
             ) from None
         if response.status_code != 200:
             raise Transient(
@@ -367,7 +368,7 @@ class OpenAICompatAdapter(Adapter):
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise Transient(
-                f"connection failed: {type(cause).__name__}", provider=self.name
+                f"connection failed: {failure_name(cause)}", provider=self.name
             ) from None
         return response
 
