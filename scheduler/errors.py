@@ -4,6 +4,7 @@
     ├── ConfigError              providers.yaml / .env invalid (names file, key path, line)
     ├── InputError               bad input caught before any call (empty prompt, unknown provider)
     ├── LedgerError              quota.db unusable (corrupt, locked past the busy timeout)
+    ├── OutputError              a served answer could not be written where asked (rescued)
     └── ProviderError            one provider failed one call; the dispatcher branches on the type
         ├── QuotaExhausted       out of quota or credit: skip until the window resets
         ├── RateLimited          slow down: cool down for the provider's retry hint
@@ -84,6 +85,12 @@ class LedgerError(SchedError):
     """The quota ledger cannot be used (corrupt file, locked past the busy timeout, bad URL)."""
 
 
+class OutputError(SchedError):
+    """A served answer could not be written where asked; the message says where it is instead."""
+
+    exit_code: ClassVar[int] = 1
+
+
 class ProviderError(SchedError):
     """One provider failed one call. `outcome` is the stable name stored in the calls table."""
 
@@ -151,6 +158,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LedgerError",
+    "OutputError",
     "ProviderError",
     "QuotaExhausted",
     "RateLimited",
