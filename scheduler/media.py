@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -223,8 +224,9 @@ def convert_image(data: bytes, suffix: str) -> bytes:
 
 
 def _pixels(exc: BaseException) -> str:
-    words = str(exc).split()
-    return f"{words[2]} pixels" if len(words) > 2 and words[2].isdigit() else "past Pillow's limit"
+    """`400000000 pixels` from Pillow's "Image size (400000000 pixels) exceeds limit of ..."."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{found.group(1)} pixels" if found else "past Pillow's limit"
 
 
 def check_output_path(path: Path, suffixes: Collection[str]) -> None:
