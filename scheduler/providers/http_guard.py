@@ -191,7 +191,9 @@ def _check_answer(response: httpx.Response, max_bytes: int) -> None:
     if unknown:
         raise AnswerRefused(f"answer in an unsupported content-encoding {unknown[0][:20]!r}")
     length = response.headers.get("content-length", "")
-    if not encodings and length.isdigit() and int(length) > max_bytes:
+    # A HEAD answer (or a 204/304) announces a length it never sends: nothing to refuse.
+    bodiless = response.request.method == "HEAD" or response.status_code in (204, 304)
+    if not encodings and not bodiless and length.isdigit() and int(length) > max_bytes:
         raise _too_large(max_bytes)
     response.stream = CappedStream(response.stream, encodings, max_bytes)
     if encodings:  # decoded here: httpx must not decode again
