@@ -150,6 +150,7 @@ def fetch_balances(
     import httpx
 
     from scheduler.errors import redact
+    from scheduler.providers.http_guard import sync_hooks
 
     wanted = []
     for name, provider in config.providers.items():
@@ -158,7 +159,9 @@ def fetch_balances(
         if fetcher is not None and provider.enabled and provider.base_url and key:
             wanted.append((name, provider.base_url, key, fetcher))
     balances = []
-    with httpx.Client(timeout=BALANCE_TIMEOUT_S, transport=transport) as client:
+    # The same guards as every provider call: no key follows a redirect elsewhere, bodies capped.
+    hooks = sync_hooks(config.settings.max_response_mb)
+    with httpx.Client(timeout=BALANCE_TIMEOUT_S, transport=transport, event_hooks=hooks) as client:
         for name, base_url, key, fetcher in wanted:
             try:
                 remaining, limit, unit = fetcher(client, base_url, key)

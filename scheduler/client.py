@@ -168,7 +168,11 @@ class Scheduler:
             opened.close()
             raise
         self._ledger = ledger
-        self._http = make_client(config.settings.timeout_s, transport=self._transport)
+        self._http = make_client(
+            config.settings.timeout_s,
+            transport=self._transport,
+            max_response_mb=config.settings.max_response_mb,
+        )
         extra: dict[str, Any] = {}
         if self._load_reader is not None:
             extra["load_reader"] = self._load_reader

@@ -4,6 +4,7 @@
     ├── ConfigError              providers.yaml / .env invalid (names file, key path, line)
     ├── InputError               bad input caught before any call (empty prompt, unknown provider)
     ├── LedgerError              quota.db unusable (corrupt, locked past the busy timeout)
+    ├── OutputError              a served answer could not be written where asked (rescued)
     └── ProviderError            one provider failed one call; the dispatcher branches on the type
         ├── QuotaExhausted       out of quota or credit: skip until the window resets
         ├── RateLimited          slow down: cool down for the provider's retry hint
@@ -36,6 +37,19 @@ def redact(text: str, *secrets: str | None) -> str:
     return _KEYLIKE.sub("***", text)
 
 
+MAX_SHOWN = 60  # characters of a value a message quotes (a value is input: it may be huge)
+MAX_CONFIG_MESSAGE = 600  # characters of a whole configuration error message
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """`repr(value)` for a message, cut to `limit` characters with an ellipsis and the length:
+    a 10 MB string in a config must not become a 10 MB error line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
 class SchedError(Exception):
     """Base of every error the CLI reports as a message rather than a traceback."""
 
@@ -56,8 +70,11 @@ class ConfigError(SchedError):
         self.file, self.path, self.line = file, path, line
         where = ":".join(str(p) for p in (file, line) if p is not None)
         prefix = f"{where}: " if where else ""
-        key = f"{path}: " if path else ""
-        super().__init__(f"{prefix}{key}{message}")
+        key = f"{path[:MAX_SHOWN]}: " if path else ""
+        text = f"{prefix}{key}{message}"
+        if len(text) > MAX_CONFIG_MESSAGE:  # the backstop; values are cut where they are quoted
+            text = text[: MAX_CONFIG_MESSAGE - 1] + "…"
+        super().__init__(text)
 
 
 class InputError(SchedError):
@@ -66,6 +83,12 @@ class InputError(SchedError):
 
 class LedgerError(SchedError):
     """The quota ledger cannot be used (corrupt file, locked past the busy timeout, bad URL)."""
+
+
+class OutputError(SchedError):
+    """A served answer could not be written where asked; the message says where it is instead."""
+
+    exit_code: ClassVar[int] = 1
 
 
 class ProviderError(SchedError):
@@ -135,6 +158,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LedgerError",
+    "OutputError",
     "ProviderError",
     "QuotaExhausted",
     "RateLimited",
@@ -142,4 +166,5 @@ __all__ = [
     "SchedError",
     "Transient",
     "redact",
+    "shown",
 ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,19 @@ _AUDIO_TYPES: dict[str, AudioFormat] = {
     "audio/opus": "opus",
 }
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+# The suffix media is kept under when it cannot be converted to what was asked.
+_SUFFIX_OF = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "audio/wav": ".wav",
+    "audio/mpeg": ".mp3",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
+    "audio/aac": ".aac",
+    "audio/mp4": ".m4a",
+}
 AUDIO_SUFFIXES: dict[str, AudioFormat] = {
     ".mp3": "mp3",
     ".wav": "wav",
@@ -175,21 +190,43 @@ def convert_audio(data: bytes, target: AudioFormat) -> bytes:
                     sink.mux(out_stream.encode(resampled))
                 sink.mux(out_stream.encode(None))
     except (av.error.FFmpegError, IndexError) as exc:
-        raise InputError(
-            f"the provider's audio could not be converted to {target}: {exc}"
-        ) from None
+        raise NotConverted(f"not convertible to {target} ({type(exc).__name__})") from None
     return out.getvalue()
+
+
+class NotConverted(Exception):
+    """The provider's media could not be converted (too large to decode, undecodable): it is
+    kept as it came rather than lost."""
 
 
 def convert_image(data: bytes, suffix: str) -> bytes:
-    """Re-encode image bytes as the format the output file's suffix names."""
-    from PIL import Image
+    """Re-encode image bytes as the format the output file's suffix names.
+
+    Pillow refuses images past its pixel limit (a decompression bomb: a small PNG that decodes to
+    gigabytes); that, and bytes Pillow cannot read, raise NotConverted."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
 
     target = IMAGE_SUFFIXES[suffix.lower()]
-    with Image.open(io.BytesIO(data)) as image:
-        out = io.BytesIO()
-        (image.convert("RGB") if target == "JPEG" else image).save(out, format=target)
+    try:
+        with warnings.catch_warnings():
+            # Between one and two times the limit Pillow only warns; a warning is still a bomb.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                out = io.BytesIO()
+                (image.convert("RGB") if target == "JPEG" else image).save(out, format=target)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise NotConverted(f"too large to convert ({_pixels(exc)})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise NotConverted(f"not convertible ({type(exc).__name__})") from None
     return out.getvalue()
+
+
+def _pixels(exc: BaseException) -> str:
+    """`400000000 pixels` from Pillow's "Image size (400000000 pixels) exceeds limit of ..."."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{found.group(1)} pixels" if found else "past Pillow's limit"
 
 
 def check_output_path(path: Path, suffixes: Collection[str]) -> None:
@@ -211,43 +248,136 @@ def check_output_path(path: Path, suffixes: Collection[str]) -> None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half an image."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write via a temporary file and rename, so a crash never leaves half a file.
+
+    The temporary file is created by `mkstemp` in the target's directory: a new, unguessable
+    name opened with O_CREAT|O_EXCL, so a link planted under a predictable name (the old
+    `.NAME.partial`) is never followed, and nobody else can open it while it is written. The
+    rename replaces a link at `path` itself rather than writing through it. The file gets the
+    mode a plain `open()` would give (0666 less the umask), not mkstemp's 0600."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+@dataclass(frozen=True)
+class SavedTo:
+    """Where a result ended up. `path` is None when no file could be written anywhere: a text
+    answer is then for the caller to print. `note` is one line for the user, None when the file
+    is exactly what was asked; `rescued` means the asked-for path could not be written."""
+
+    path: Path | None
+    requested: Path
+    note: str | None = None
+    rescued: bool = False
+
+
+def encode_result(result: ProviderResult, path: Path) -> tuple[bytes, Path, str | None]:
+    """(bytes, path, note): the result in the format `path`'s suffix names, converted when the
+    provider answered another. Media that cannot be converted is kept as it came, under
+    `path` with the suffix of what it really is, and the note says so."""
+    data = result.data
+    suffix = path.suffix.lower()
+    if data is None:
+        return result.output.encode("utf-8"), path, None
+    try:
+        if suffix in IMAGE_SUFFIXES:
+            wanted = IMAGE_SUFFIXES[suffix].lower()
+            have = (sniff_media_type(data[:16]) or "").removeprefix("image/")
+            if have != wanted:
+                return convert_image(data, suffix), path, None
+        elif suffix in AUDIO_SUFFIXES:
+            target = AUDIO_SUFFIXES[suffix]
+            if audio_format_of(result.media_type, data) != target:
+                return convert_audio(data, target), path, None
+    except NotConverted as exc:
+        kind = sniff_media_type(data[:16]) or result.media_type or ""
+        real = _SUFFIX_OF.get(kind.split(";")[0].strip(), ".bin")
+        kept = path.with_suffix(real) if real != suffix else path
+        return data, kept, f"the provider's {kind or 'answer'} is {exc}; saved as it came"
+    return data, path, None
+
+
+def save_or_rescue(result: ProviderResult, path: Path) -> SavedTo:
+    """Save a result where the user asked; if that fails after the call (disk full, the
+    directory removed meanwhile, a path under /proc), save it in the working directory, else in
+    the temporary directory, and say where. The call is paid for: its answer is never lost to
+    an output error. Never raises for an unwritable place; SavedTo says what happened."""
+    data, target, note = encode_result(result, path)
+    try:
+        write_atomically(target, data)
+        return SavedTo(target, path, note)
+    except OSError as exc:
+        failure = f"cannot write {target} ({exc.strerror or type(exc).__name__})"
+    for directory in _rescue_dirs(target):
+        try:
+            fd, name = tempfile.mkstemp(
+                dir=directory, prefix=f"sched-rescued-{target.stem[:40]}-", suffix=target.suffix
+            )
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            Path(name).unlink(missing_ok=True)  # a half rescue is no rescue
+            continue
+        return SavedTo(Path(name), path, f"{failure}; the answer is saved in {name}", rescued=True)
+    return SavedTo(None, path, f"{failure}, nor anywhere else", rescued=True)
+
+
+def _rescue_dirs(target: Path) -> list[Path]:
+    """The working directory, then $TMPDIR (tempfile's choice), skipping the failed one."""
+    failed = (target.parent if str(target.parent) else Path(".")).resolve()
+    places: list[Path] = []
+    for place in (Path.cwd(), Path(tempfile.gettempdir())):
+        if place.resolve() != failed and place.resolve() not in places:
+            places.append(place.resolve())
+    return places
 
 
 def save_result(result: ProviderResult, path: Path) -> Path:
     """Write an image or speech result to `path` in the format its extension names, converting
     when the provider answered another one (WebP for a .png, MP3 for a .wav). A text result is
-    written as UTF-8. The write is atomic: a reader never sees half a file."""
-    data = result.data
-    suffix = path.suffix.lower()
-    if data is None:
-        data = result.output.encode("utf-8")
-    elif suffix in IMAGE_SUFFIXES:
-        wanted = IMAGE_SUFFIXES[suffix].lower()
-        have = (sniff_media_type(data[:16]) or "").removeprefix("image/")
-        if have != wanted:
-            data = convert_image(data, suffix)
-    elif suffix in AUDIO_SUFFIXES:
-        target = AUDIO_SUFFIXES[suffix]
-        if audio_format_of(result.media_type, data) != target:
-            data = convert_audio(data, target)
-    write_atomically(path, data)
-    return path
+    written as UTF-8. The write is atomic: a reader never sees half a file. Raises OSError when
+    `path` cannot be written; `save_or_rescue` is the variant that keeps the answer anyway."""
+    data, target, _ = encode_result(result, path)
+    write_atomically(target, data)
+    return target
 
 
 __all__ = [
     "AUDIO_SUFFIXES",
     "IMAGE_SUFFIXES",
     "AudioInfo",
+    "NotConverted",
+    "SavedTo",
     "audio_format_of",
     "check_output_path",
     "convert_audio",
     "convert_image",
     "probe_audio",
+    "encode_result",
     "probe_image",
+    "save_or_rescue",
     "save_result",
     "sniff_media_type",
     "write_atomically",

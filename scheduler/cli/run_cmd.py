@@ -219,12 +219,22 @@ def _report(
         raise typer.Exit(run.exit_code)
 
 
-def _save_media(run: RunResult, path: Path) -> None:
-    """Write an image or audio result to `path`, converting when the provider's format differs."""
+def _save_media(run: RunResult, path: Path, kind: str) -> Path:
+    """Write an image, audio or transcript result (media.save_or_rescue converts, and keeps a
+    paid answer when `path` fails); the path it is in, for the report."""
     from scheduler import media
+    from scheduler.errors import OutputError
 
-    if run.result is not None and run.result.data is not None:
-        media.save_result(run.result, path)
+    if run.result is None or (kind != "stt" and run.result.data is None):
+        return path
+    saved = media.save_or_rescue(run.result, path)
+    if saved.rescued:
+        if saved.path is None and run.result.data is None:
+            typer.echo(run.result.output)  # the transcript itself, as the last place left
+        raise OutputError(saved.note or f"cannot write {path}")
+    if saved.note:
+        typer.echo(f"sched: note: {saved.note}", err=True)
+    return saved.path or path
 
 
 @app.command("text")
@@ -312,8 +322,8 @@ def image(
     media.check_output_path(output, media.IMAGE_SUFFIXES)
     task = ImageTask(prompt=_read_text(prompt, "prompt"), size=size, model=model)
     (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
-    _save_media(run, output)
-    _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
+    saved = _save_media(run, output, "image")
+    _report(run, as_json=as_json, verbose=verbose, path=saved if run.ok else None)
 
 
 @app.command("tts")
@@ -354,8 +364,8 @@ def tts(
         raise InputError(f"--format {audio_format} does not match the output file {output.name}")
     task = TtsTask(text=_read_text(text, "text"), voice=voice, format=from_suffix, model=model)
     (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
-    _save_media(run, output)
-    _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
+    saved = _save_media(run, output, "tts")
+    _report(run, as_json=as_json, verbose=verbose, path=saved if run.ok else None)
 
 
 @app.command("multimodal")
@@ -444,9 +454,8 @@ def stt(
             media.check_output_path(output, (output.suffix.lower() or ".txt",))
         task = batch.stt_task(files[0], language, model)
         (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
-        if run.result is not None and output is not None:
-            media.write_atomically(output, run.result.output.encode())
-        _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
+        saved = _save_media(run, output, "stt") if output is not None else None
+        _report(run, as_json=as_json, verbose=verbose, path=saved if run.ok else None)
         return
     options = _options(provider, strategy, max_cost, free_only)
     batch.run_stt_batch(ctx.obj, files, output, language, model, options, jobs, as_json, verbose)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from scheduler.errors import ConfigError
+
 ENV_SELECTOR = "SCHED_ENV"
 
 
@@ -47,15 +49,31 @@ class KeyStore:
         if not variable:
             return None
         if value := self._environ.get(variable):
-            return KeySource(value, "environment")
+            return _checked(variable, KeySource(value, "environment"))
         for name, values in self._files:
             if value := values.get(variable):
-                return KeySource(value, name)
+                return _checked(variable, KeySource(value, name))
         return None
 
     def get(self, variable: str | None) -> str | None:
         found = self.lookup(variable)
         return found.value if found else None
+
+
+def _checked(variable: str, found: KeySource) -> KeySource:
+    """A key goes into an HTTP header, which takes printable ASCII only: anything else (a
+    trailing newline from `echo KEY > file`, a pasted curly quote or non-breaking space) is the
+    configuration's fault, said once here, never a traceback or a "transient" failure that
+    cools the provider down. The message names the variable and where it was read, never the
+    value."""
+    value = found.value
+    if not (value.isascii() and value.isprintable()):
+        what = "a newline or control character" if value.isascii() else "a non-ASCII character"
+        raise ConfigError(
+            f"{variable} (from {found.origin}) holds {what}; an API key is printable ASCII:"
+            " set it to the key alone"
+        )
+    return found
 
 
 def mask(key: str) -> str:

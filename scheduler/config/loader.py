@@ -8,6 +8,7 @@ would let a second `groq:` entry quietly replace the first).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from scheduler.config.schema import Config
-from scheduler.errors import ConfigError
+from scheduler.errors import ConfigError, shown
 
 try:  # the C loader is several times faster; the pure one behaves the same
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -26,6 +27,13 @@ except AttributeError:  # pragma: no cover - libyaml missing
 
 CONFIG_ENV = "SCHED_CONFIG"
 DEFAULT_FILE = "providers.yaml"
+# A priority table is a few kB; anything this large is not one, and must not be read whole.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# Nodes the YAML may stand for once aliases are expanded: a real table has a few thousand; a
+# "billion laughs" (aliases of aliases) would stand for billions and hang the validation.
+MAX_EXPANDED_NODES = 200_000
+# Files that may nest deeper than this are parsed by the pure loader (see `_loader_for`).
+MAX_SHALLOW = 200
 
 
 @dataclass(frozen=True)
@@ -77,14 +85,14 @@ def _walk(
             line = key_node.start_mark.line + 1
             if key_node.tag == "tag:yaml.org,2002:bool":
                 raise ConfigError(
-                    f"the key {key!r} reads as a boolean in YAML (yes/no/on/off); quote it",
+                    f"the key {shown(key)} reads as a boolean in YAML (yes/no/on/off); quote it",
                     file=file,
                     path=_format_path((*path, key)),
                     line=line,
                 )
             if key in seen:
                 raise ConfigError(
-                    f"duplicate key {key!r} (first defined on line {seen[key]})",
+                    f"duplicate key {shown(key)} (first defined on line {seen[key]})",
                     file=file,
                     path=_format_path((*path, key)),
                     line=line,
@@ -95,6 +103,46 @@ def _walk(
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _walk(item, (*path, index), lines, file, walked)
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse YAML whose aliases expand past MAX_EXPANDED_NODES.
+
+    PyYAML builds an alias as a shared reference, so the data is small; but validation and
+    every later walk visit each reference in full. The expanded size is counted on the node
+    graph, each node once (memoised), so this check itself stays linear in the file.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # a cyclic alias stands for no more than it already counted
+            return 0
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                raise ConfigError(
+                    f"YAML aliases expand to more than {MAX_EXPANDED_NODES} values"
+                    " (an alias bomb?); write the table out without nested aliases",
+                    file=file,
+                    line=node.start_mark.line + 1,
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _line_for(lines: dict[str, int], loc: tuple[int | str, ...]) -> int | None:
@@ -112,25 +160,55 @@ def _message(error: Any) -> str:
     got = error.get("input")
     if kind == "literal_error":
         expected = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
-        return f"expected one of {expected}, got {got!r}"
+        return f"expected one of {expected}, got {shown(got)}"
     if kind == "extra_forbidden":
         return "unknown key (check its spelling)"
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {shown(got)}"
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound, for ordinary files, of how deeply the YAML nests: open flow brackets
+    plus twice the deepest content column (block levels indent, and "- - x" counts its dashes).
+    Computed on the raw text in one pass, before any parser sees it."""
+    flow = deepest = 0
+    for char in text:
+        if char in "[{":
+            flow += 1
+            deepest = max(deepest, flow)
+        elif char in "]}":
+            flow = max(0, flow - 1)
+    column = max((len(line) - len(line.lstrip(" -?:")) for line in text.splitlines()), default=0)
+    return deepest + 2 * column + 1
+
+
+def _loader_for(text: str) -> type[yaml.SafeLoader]:
+    """The C loader for every real table; the pure one for anything that may nest deeply.
+
+    libyaml composes nodes by C recursion, so a document nested some ten thousand levels
+    deep (a few kB of "[") kills the process with a segmentation fault; the pure loader's
+    recursion ends in a RecursionError, which becomes a ConfigError.
+    """
+    return _Loader if _depth_bound(text) <= MAX_SHALLOW else yaml.SafeLoader
 
 
 def parse_config(text: str, *, file: str = DEFAULT_FILE) -> Config:
     """Parse and validate YAML text; raises ConfigError naming the first problem."""
     try:
-        loader = _Loader(text)
+        loader = _loader_for(text)(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except RecursionError:
+        raise ConfigError(
+            "the YAML nests too deeply to be a priority table (hundreds of levels)",
+            file=file,
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -139,6 +217,7 @@ def parse_config(text: str, *, file: str = DEFAULT_FILE) -> Config:
         ) from None
     if node is None or not isinstance(data, dict):
         raise ConfigError("expected a mapping with 'providers' and 'tasks' at the top", file=file)
+    _check_expansion(node, file)
     lines: dict[str, int] = {}
     _walk(node, (), lines, file)
     try:
@@ -165,14 +244,14 @@ def _check_references(config: Config, lines: dict[str, int], file: str) -> None:
             if name not in config.providers:
                 known = ", ".join(sorted(config.providers))
                 raise ConfigError(
-                    f"unknown provider {name!r}; defined providers: {known}",
+                    f"unknown provider {shown(name)}; defined providers: {known}",
                     file=file,
                     path=_format_path(loc),
                     line=_line_for(lines, loc),
                 )
             if name in seen:
                 raise ConfigError(
-                    f"provider {name!r} is listed twice",
+                    f"provider {shown(name)} is listed twice",
                     file=file,
                     path=_format_path(loc),
                     line=_line_for(lines, loc),
@@ -199,11 +278,46 @@ def _check_prices(config: Config, lines: dict[str, int], file: str) -> None:
             )
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text, refusing at once what is not a regular file of sane size.
+
+    Opened non-blocking and checked with fstat on the open descriptor, so a FIFO (which would
+    block until a writer comes), a device (/dev/zero never ends) or a file swapped in between
+    check and read is refused without waiting, and at most MAX_CONFIG_BYTES + 1 bytes are read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+            raise ConfigError(
+                f"is {kind}, not a regular file; expected a YAML file", file=str(path)
+            )
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise _too_big(path)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:  # grew after the fstat
+        raise _too_big(path)
+    return raw.decode("utf-8")
+
+
+def _too_big(path: Path) -> ConfigError:
+    return ConfigError(
+        f"is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB; a priority table is a few kB",
+        file=str(path),
+    )
+
+
 def load_config(cli_path: str | os.PathLike[str] | None = None) -> tuple[Config, ConfigSource]:
     """Find, read and validate the configuration."""
     source = resolve_config_path(cli_path)
     try:
-        text = source.path.read_text(encoding="utf-8")
+        text = read_config_text(source.path)
     except FileNotFoundError:
         raise ConfigError(
             f"config file not found (from {source.origin}); pass --config PATH or set {CONFIG_ENV}",
@@ -218,4 +332,13 @@ def load_config(cli_path: str | os.PathLike[str] | None = None) -> tuple[Config,
     return parse_config(text, file=str(source.path)), source
 
 
-__all__ = ["CONFIG_ENV", "ConfigSource", "load_config", "parse_config", "resolve_config_path"]
+__all__ = [
+    "CONFIG_ENV",
+    "MAX_CONFIG_BYTES",
+    "MAX_EXPANDED_NODES",
+    "ConfigSource",
+    "load_config",
+    "parse_config",
+    "read_config_text",
+    "resolve_config_path",
+]

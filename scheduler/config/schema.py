@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from scheduler.errors import shown
 from scheduler.tasks import Metric, TaskKind
+from scheduler.urls import mask_url
 from scheduler.windows import Period, WindowSpec
 
 AdapterName = Literal[
@@ -68,7 +70,7 @@ class QuotaRule(_Strict):
     @classmethod
     def _check_reset(cls, value: str) -> str:
         if not _HHMM.match(value):
-            raise ValueError(f"expected a time of day as HH:MM (24 h), got {value!r}")
+            raise ValueError(f"expected a time of day as HH:MM (24 h), got {shown(value)}")
         return value
 
     @field_validator("tz")
@@ -156,14 +158,14 @@ class ProviderConfig(_Strict):
     @classmethod
     def _check_env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_VAR.match(value):
-            raise ValueError(f"expected an environment variable name, got {value!r}")
+            raise ValueError(f"expected an environment variable name, got {shown(value)}")
         return value
 
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+            raise ValueError(f"expected an http:// or https:// URL, got {shown(mask_url(value))}")
         return value.rstrip("/") if value else value
 
 
@@ -195,6 +197,9 @@ class Settings(_Strict):
     retries: int = Field(default=2, ge=0, le=10)
     max_retry_wait_s: float = Field(default=10, ge=0, allow_inf_nan=False)
     lease_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # No answer is read past this many (decoded) megabytes: a gzip bomb or an endless body is a
+    # transient failure, not an out-of-memory kill. 64 MB holds any image or speech answer.
+    max_response_mb: float = Field(default=64, gt=0, le=4096, allow_inf_nan=False)
     cron: CronSettings = Field(default_factory=CronSettings)
 
     @model_validator(mode="after")
@@ -229,7 +234,7 @@ class Config(_Strict):
         for name in value:
             if not _NAME.match(name):
                 raise ValueError(
-                    f"provider name {name!r} must be lower-case letters, digits, '-' or '_'"
+                    f"provider name {shown(name)} must be lower-case letters, digits, '-' or '_'"
                 )
         return value
 

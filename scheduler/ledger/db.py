@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scheduler.errors import LedgerError
+from scheduler.urls import mask_url
 
 DB_ENV = "SCHED_DB"
 DEFAULT_DB = "quota.db"
@@ -236,7 +237,7 @@ def _connect_postgres(target: str) -> Database:
             "a PostgreSQL ledger needs psycopg: pip install 'api-scheduler[postgres]'"
         ) from None
     conninfo = "postgresql://" + target.split("://", 1)[1]
-    shown = conninfo.split("@")[-1] if "@" in conninfo else conninfo.split("://", 1)[1]
+    shown = mask_url(conninfo).split("://", 1)[-1]  # user:***@host/db?password=***
     try:
         # autocommit: transactions are explicit BEGIN/COMMIT, exactly as on SQLite.
         raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)

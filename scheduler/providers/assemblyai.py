@@ -47,6 +47,7 @@ from scheduler.errors import (
 )
 from scheduler.providers.base import Adapter
 from scheduler.providers.http_errors import error_parts, not_json, read_error, transport_error
+from scheduler.providers.http_guard import install
 from scheduler.tasks import ProviderResult, Segment, SttTask, TaskKind
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class AssemblyAIAdapter(Adapter):
             config = aai.TranscriptionConfig(speech_models=[model], language_detection=True)
         transcript: aai.AsyncTranscript | None = None
         async with aai.AsyncClient(settings=self._sdk_settings()) as client:
+            # The SDK builds its own httpx client: give it the shared client's guards.
+            install(client.http_client, like=self.http)
             transcriber = aai.AsyncTranscriber(client=client, config=config)
             try:
                 async with asyncio.timeout(self.timeout_s):

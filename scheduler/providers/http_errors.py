@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from scheduler.errors import Transient, redact
+from scheduler.providers.http_guard import refused_text
 from scheduler.retry_hints import retry_hint
 
 # A proxy or gateway in front of an API answers an HTML page; its title is the readable part.
@@ -105,7 +106,10 @@ def transport_error(
     exc: httpx.HTTPError, *, provider: str, timeout_s: float, where: str = ""
 ) -> Transient:
     """The Transient a request that got no answer becomes: "timed out after 30 s" (plus
-    `where`, e.g. " on GET /v2/jobs/1") or "connection failed: ConnectError"."""
+    `where`, e.g. " on GET /v2/jobs/1") or "connection failed: ConnectError"; an answer the
+    HTTP layer refused (over the size cap) says so, with the cap."""
+    if refused := refused_text(exc):
+        return Transient(f"{refused}{where}", provider=provider)
     if isinstance(exc, httpx.TimeoutException):
         return Transient(f"timed out after {timeout_s:g} s{where}", provider=provider)
     return Transient(f"connection failed: {type(exc).__name__}", provider=provider)

@@ -48,6 +48,7 @@ from scheduler.tasks import (
     TextTask,
     TtsTask,
 )
+from scheduler.urls import mask_url
 
 # The engines ship no type hints and are an optional extra (`local`): their imports carry
 # `type: ignore[import-untyped,import-not-found,unused-ignore]` so mypy passes with or without it.
@@ -207,7 +208,7 @@ async def server_unavailable(base_url: str, timeout_s: float) -> str | None:
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return f"not reachable at {base_url} (bad port)"
+        return f"not reachable at {mask_url(base_url)} (bad port)"
     now = time.monotonic()
     cached = _reachability.get((host, port))
     if cached is not None and now - cached[0] < REACHABILITY_TTL_S:
@@ -217,7 +218,8 @@ async def server_unavailable(base_url: str, timeout_s: float) -> str | None:
         _reachability[(host, port)] = (time.monotonic(), ok)
     if ok:
         return None
-    return f"not reachable at {base_url} (no server answered; start it, e.g. `ollama serve`)"
+    shown = mask_url(base_url)
+    return f"not reachable at {shown} (no server answered; start it, e.g. `ollama serve`)"
 
 
 async def _connects(host: str, port: int, timeout_s: float) -> bool:

@@ -42,6 +42,7 @@ from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter
 from scheduler.providers.chat import data_url, openai_messages, openai_sampling
 from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
+from scheduler.providers.http_guard import failure_name
 from scheduler.providers.sse import SseStream
 from scheduler.retry_hints import parse_retry_value
 from scheduler.tasks import (
@@ -280,7 +281,7 @@ class OpenAICompatAdapter(Adapter):
             ) from None
         except httpx.HTTPError as exc:
             raise Transient(
-                f"image download failed: {type(exc).__name__}", provider=self.name
+                f"image download failed: {failure_name(exc)}", provider=self.name
             ) from None
         if response.status_code != 200:
             raise Transient(
@@ -418,7 +419,7 @@ class OpenAICompatAdapter(Adapter):
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise Transient(
-                f"connection failed: {type(cause).__name__}", provider=self.name
+                f"connection failed: {failure_name(cause)}", provider=self.name
             ) from None
         return response
 

@@ -55,6 +55,7 @@ from scheduler.providers.http_errors import (
     page_title_or_text,
     transport_error,
 )
+from scheduler.providers.http_guard import failure_name, guard_hooks_of
 from scheduler.providers.stability import nearest_aspect_ratio
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
@@ -112,12 +113,18 @@ class ReplicateAdapter(Adapter):
         if self._client is None:
             from replicate.client import Client, RetryTransport
 
+            guard = guard_hooks_of(self.http)
             client = Client(
                 api_token=self.api_key,
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
                 transport=self.http._transport,
-                event_hooks={"response": [self._inspect]},
+                # The shared client's guards first (keys stay with their origin, bodies capped),
+                # then ours: this SDK builds its own client around our transport.
+                event_hooks={
+                    "request": guard["request"],
+                    "response": [*guard["response"], self._inspect],
+                },
             )
             retry = client._async_client._transport  # built on first access
             if isinstance(retry, RetryTransport):
@@ -282,7 +289,7 @@ class ReplicateAdapter(Adapter):
             ) from None
         except httpx.HTTPError as exc:
             raise Transient(
-                f"output download failed: {type(exc).__name__}", provider=self.name
+                f"output download failed: {failure_name(exc)}", provider=self.name
             ) from None
         if response.status_code != 200 or not response.content:
             raise Transient(

@@ -391,6 +391,7 @@ class FakeServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routes: dict[tuple[str, str], _Route] = {}
+        self._otherwise: Reply | None = None
         self._log: list[Recorded] = []
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -456,6 +457,12 @@ class FakeServer:
         with self._lock:
             self._routes[(method.upper(), path)] = _Route(replies, default)
 
+    def otherwise(self, reply: Reply | None) -> None:
+        """Answer ``reply`` to every request no route covers (a redirect for every path, say);
+        None restores the 599 for unscripted requests."""
+        with self._lock:
+            self._otherwise = reply
+
     def requests(self, path: str | None = None) -> list[Recorded]:
         """All recorded requests in arrival order, or only those to ``path``."""
         with self._lock:
@@ -472,6 +479,7 @@ class FakeServer:
         """Forget every route and every recording."""
         with self._lock:
             self._routes.clear()
+            self._otherwise = None
             self._log.clear()
 
     def _dispatch(self, recorded: Recorded) -> Reply:
@@ -488,4 +496,6 @@ class FakeServer:
                     return route.replies.popleft()
                 if route.default is not None:
                     return route.default
+            if self._otherwise is not None:
+                return self._otherwise
         return _unexpected(recorded.method, recorded.path)
