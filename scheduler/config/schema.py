@@ -34,6 +34,7 @@ AdapterName = Literal[
 ]
 Strategy = Literal["priority", "cheapest", "fastest"]
 
+MAX_BLOCK_S = 3 * 86400.0  # settings.max_block_s default: three days
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -195,6 +196,9 @@ class Settings(_Strict):
     retries: int = Field(default=2, ge=0, le=10)
     max_retry_wait_s: float = Field(default=10, ge=0, allow_inf_nan=False)
     lease_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # The longest a provider's own word (a retry hint, a reported reset) may block it: a hint of
+    # 10^18 seconds must not park a provider for ever, nor an instant past year 9999 crash reports.
+    max_block_s: float = Field(default=MAX_BLOCK_S, gt=0, allow_inf_nan=False)
     cron: CronSettings = Field(default_factory=CronSettings)
 
     @model_validator(mode="after")
@@ -235,6 +239,7 @@ class Config(_Strict):
 
 
 __all__ = [
+    "MAX_BLOCK_S",
     "AdapterName",
     "Budget",
     "Config",
