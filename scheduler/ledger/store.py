@@ -435,7 +435,12 @@ class Ledger:
             amount = amounts.get(metric, 0)
             if amount <= 0 or trust.finite(remaining) is None:
                 continue  # a figure a provider made up before the ledger checked them
-            resets_at = min(resets_at, now + self.max_block_s)
+            if resets_at > now + self.max_block_s:  # stored before the ledger clamped it
+                resets_at = now + self.max_block_s
+                conn.execute(
+                    "UPDATE provider_limits SET resets_at = ? WHERE provider = ? AND metric = ?",
+                    (resets_at, provider, metric),
+                )
             if remaining < amount:
                 when = format_instant(int(resets_at), "UTC")
                 return Refusal(
