@@ -79,6 +79,7 @@ def run_recorded(
         run_id = start_job_run(ledger, job)
         config, _ = load_config(config_path)
         ledger.lease_s = config.settings.reservation_lease_s
+        ledger.max_block_s = config.settings.max_block_s
         detail = body(JobContext(job, config, ledger, KeyStore(), config_path, target))
         finish_job_run(ledger, run_id, ok=True, detail=detail)
     except Exception as exc:

@@ -285,7 +285,7 @@ _SERVICE_LOCK = 72_641_590
 @contextmanager
 def single_service(db_target: str) -> Iterator[None]:
     """One cron service per ledger, for the service's lifetime: an advisory lock on a PostgreSQL
-    ledger (held by a connection of its own), `<ledger>.cron.lock` next to a SQLite one."""
+    ledger (held by a connection of its own), an exclusive flock on a SQLite one."""
     from scheduler.ledger.db import connect, is_postgres, sqlite_path
 
     taken = (
@@ -302,17 +302,18 @@ def single_service(db_target: str) -> Iterator[None]:
         finally:
             db.close()  # ends the session, which releases the lock
         return
+    # The lock is on the ledger file itself, so it is the same lock under any name the file
+    # has: a symlink, a relative path, a hard link (flock locks the inode, not the name).
+    # SQLite locks with fcntl() byte ranges, which flock never conflicts with; the descriptor
+    # stays open for the service's lifetime, as closing one would drop this process's fcntl
+    # locks on the file.
     path = sqlite_path(db_target).resolve()
-    path = path.with_name(path.name + ".cron.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise SchedError(taken.format(f"pid {holder}, lock {path}")) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            raise SchedError(taken.format(f"lock on {path}")) from None
         yield
     finally:
         os.close(fd)  # closing releases the lock

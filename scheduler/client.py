@@ -158,7 +158,10 @@ class Scheduler:
         config = self.config
         target = resolve_db_target(self._db_arg)
         opened = await asyncio.to_thread(
-            Ledger.open, target, lease_s=config.settings.reservation_lease_s
+            Ledger.open,
+            target,
+            lease_s=config.settings.reservation_lease_s,
+            max_block_s=config.settings.max_block_s,
         )
         ledger = AsyncLedger(opened)
         try:

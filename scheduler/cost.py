@@ -11,6 +11,7 @@ call. A provider with no prices never bills.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -39,10 +40,19 @@ def list_price(usage: Mapping[str, float], pricing: Pricing) -> float:
     for field, metric, per in _RATES:
         rate = getattr(pricing, field)
         if rate:
-            total += usage.get(metric, 0.0) * rate / per
+            total += _amount(usage.get(metric, 0.0)) * rate / per
     if "input_tokens" not in usage and "output_tokens" not in usage and usage.get("tokens"):
-        total += usage["tokens"] * (pricing.usd_per_mtok_input or 0.0) / 1_000_000
+        total += _amount(usage["tokens"]) * (pricing.usd_per_mtok_input or 0.0) / 1_000_000
     return total
+
+
+def _amount(value: float) -> float:
+    """A usage figure as a float; one beyond float range (a provider's 401-digit count) is
+    infinite, which the ledger's trust boundary refuses, rather than an OverflowError here."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 @dataclass(frozen=True)

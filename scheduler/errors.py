@@ -19,6 +19,7 @@ that looks like a key before a message is stored or shown.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar
 
@@ -48,6 +49,18 @@ def shown(value: object, limit: int = MAX_SHOWN) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+def _finite(value: float | None, low: float | None = None) -> float | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    if not math.isfinite(number):
+        return None
+    return number if low is None else max(number, low)
 
 
 class SchedError(Exception):
@@ -108,8 +121,10 @@ class ProviderError(SchedError):
     ) -> None:
         self.provider = provider
         self.status = status
-        self.retry_after = retry_after  # seconds to wait, from the provider's own hint
-        self.resets_at = resets_at  # POSIX time the provider says its quota comes back
+        # The provider's own word, kept only when it is a number: NaN or infinity would make
+        # every comparison false. The ledger bounds how far ahead either may block a provider.
+        self.retry_after = _finite(retry_after, low=0.0)  # seconds to wait
+        self.resets_at = _finite(resets_at)  # POSIX time the provider says its quota comes back
         super().__init__(message)
 
 

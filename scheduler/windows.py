@@ -192,9 +192,16 @@ class WindowSpec:
         )
 
 
-def format_instant(ts: int, tz: str | ZoneInfo) -> str:
-    """Render a reset instant the way the provider's documentation states it, e.g. "00:00 PST"."""
-    local = datetime.fromtimestamp(ts, _zone(tz))
+def format_instant(ts: float, tz: str | ZoneInfo) -> str:
+    """Render a reset instant the way the provider's documentation states it, e.g. "00:00 PST".
+
+    Total: an instant a provider or an old ledger row made up (past year 9999, NaN) renders as
+    what it is instead of crashing the report or the run that shows it."""
+    zone = _zone(tz)
+    try:
+        local = datetime.fromtimestamp(int(ts), zone)
+    except (OverflowError, OSError, ValueError):
+        return "a time out of range" if ts == ts else "an unknown time"  # NaN != NaN
     text = local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
     return f"{text} {local.tzname()}"
 

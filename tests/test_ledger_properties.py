@@ -123,7 +123,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.live)
     @rule(data=st.data())
     def commit(self, data: st.DataObject) -> None:
-        hold, _ = self.live.pop(data.draw(st.sampled_from(sorted(self.live))))
+        hold, _ = self.live.pop(data.draw(st.sampled_from(list(self.live))))
         held = {
             metric: amount for owner, _, _, metric, amount in hold.items if owner != BUDGET_SCOPE
         }
@@ -138,7 +138,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.live)
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
-        hold, _ = self.live.pop(data.draw(st.sampled_from(sorted(self.live))))
+        hold, _ = self.live.pop(data.draw(st.sampled_from(list(self.live))))
         self.ledger.release(hold)
         self._settle(hold, {metric: 0.0 for *_, metric, _ in hold.items})
 

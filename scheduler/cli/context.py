@@ -34,8 +34,12 @@ class AppState:
         if self._ledger is None:
             from scheduler.ledger import Ledger, resolve_db_target
 
-            lease = self.config().settings.reservation_lease_s
-            self._ledger = Ledger.open(resolve_db_target(self.db_target), lease_s=lease)
+            settings = self.config().settings
+            self._ledger = Ledger.open(
+                resolve_db_target(self.db_target),
+                lease_s=settings.reservation_lease_s,
+                max_block_s=settings.max_block_s,
+            )
         return self._ledger
 
     def scheduler(self) -> Scheduler:

@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 
 
 def _tokens(usage: dict[str, float]) -> str:
-    tokens = usage.get("tokens")
+    from scheduler.ledger.trust import MAX_AMOUNT, finite
+
+    tokens = finite(usage.get("tokens"))  # as the provider reported it: maybe 401 digits
+    if tokens is None or not 0 <= tokens <= MAX_AMOUNT:
+        return " tokens not trusted" if "tokens" in usage else ""
     return f" {tokens:g} tok" if tokens else ""
 
 

@@ -36,6 +36,7 @@ AdapterName = Literal[
 ]
 Strategy = Literal["priority", "cheapest", "fastest"]
 
+MAX_BLOCK_S = 3 * 86400.0  # settings.max_block_s default: three days
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -200,6 +201,9 @@ class Settings(_Strict):
     # No answer is read past this many (decoded) megabytes: a gzip bomb or an endless body is a
     # transient failure, not an out-of-memory kill. 64 MB holds any image or speech answer.
     max_response_mb: float = Field(default=64, gt=0, le=4096, allow_inf_nan=False)
+    # The longest a provider's own word (a retry hint, a reported reset) may block it: a hint of
+    # 10^18 seconds must not park a provider for ever, nor an instant past year 9999 crash reports.
+    max_block_s: float = Field(default=MAX_BLOCK_S, gt=0, allow_inf_nan=False)
     cron: CronSettings = Field(default_factory=CronSettings)
 
     @model_validator(mode="after")
@@ -240,6 +244,7 @@ class Config(_Strict):
 
 
 __all__ = [
+    "MAX_BLOCK_S",
     "AdapterName",
     "Budget",
     "Config",

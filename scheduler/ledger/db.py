@@ -38,10 +38,17 @@ class Database:
     dialect: Literal["sqlite", "postgresql"]
     errors: tuple[type[BaseException], ...]
 
-    def __init__(self, raw: Any, dialect: Literal["sqlite", "postgresql"], name: str) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        dialect: Literal["sqlite", "postgresql"],
+        name: str,
+        reconnect: Callable[[], Any] | None = None,
+    ) -> None:
         self.raw = raw
         self.dialect = dialect
         self.name = name
+        self._reconnect = reconnect
         self._sql: dict[str, str] = {}
         if dialect == "sqlite":
             self.errors = (sqlite3.Error,)
@@ -61,6 +68,10 @@ class Database:
 
     def begin(self) -> None:
         if self.dialect == "postgresql":
+            if self.raw.closed and self._reconnect is not None:
+                # The server dropped us (restart, pg_terminate_backend, a network blip): a
+                # long-running process gets a new connection instead of failing for ever.
+                self.raw = self._reconnect()
             self.raw.execute("BEGIN")
             return
         # SQLite's own busy handler sleeps in steps of milliseconds while another process holds
@@ -89,7 +100,13 @@ class Database:
             pause = min(pause * 2, 2e-3)
 
     def rollback(self) -> None:
-        self.raw.execute("ROLLBACK")
+        """End a failed transaction, quietly: the failure itself is what gets reported. SQLite
+        may already have rolled back (a failed COMMIT, a full disk: "cannot rollback - no
+        transaction is active"), and a dropped PostgreSQL connection has nothing to roll back."""
+        try:
+            self.raw.execute("ROLLBACK")
+        except self.errors:
+            pass
 
     def close(self) -> None:
         self.raw.close()
@@ -136,8 +153,12 @@ def _create_tables(db: Database) -> None:
     dialect = sqlite.dialect() if db.dialect == "sqlite" else pg
     for table in SQLModel.metadata.sorted_tables:
         db.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+    # An old ledger's tables lack the columns later indexes are on; an index is made last.
+    for table in SQLModel.metadata.sorted_tables:
+        present = db.columns(table.name)
         for index in table.indexes:
-            db.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+            if all(column.name in present for column in index.columns):
+                db.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
 
 
 def _add_list_usd(db: Database) -> None:
@@ -146,10 +167,25 @@ def _add_list_usd(db: Database) -> None:
         db.execute("ALTER TABLE calls ADD COLUMN list_usd FLOAT NOT NULL DEFAULT 0")
 
 
+def _trust_columns(db: Database) -> None:
+    """calls.hold_id and calls.flag (what the ledger did not believe); reservation ids as
+    random 62-bit numbers, which PostgreSQL's SERIAL column cannot hold."""
+    columns = db.columns("calls")
+    if "hold_id" not in columns:
+        db.execute("ALTER TABLE calls ADD COLUMN hold_id BIGINT")
+    if "flag" not in columns:
+        db.execute("ALTER TABLE calls ADD COLUMN flag VARCHAR")
+    if db.dialect == "postgresql":
+        db.execute("ALTER TABLE reservations ALTER COLUMN id DROP DEFAULT")
+        db.execute("ALTER TABLE reservations ALTER COLUMN id TYPE BIGINT")
+    _create_tables(db)  # the new indexes
+
+
 MIGRATIONS.append(("0001_initial", _create_tables))
 MIGRATIONS.append(("0002_daily_summaries", _create_tables))
 MIGRATIONS.append(("0003_calls_list_usd", _add_list_usd))
 MIGRATIONS.append(("0004_calls_ts_cover", _create_tables))  # the covering index on calls
+MIGRATIONS.append(("0005_trust", _trust_columns))
 MIGRATIONS.append(("0006_gateway_tokens", _create_tables))  # `sched tokens`
 
 
@@ -203,6 +239,9 @@ def connect(target: str) -> Database:
     except db.errors as exc:
         db.close()
         raise LedgerError(describe_error(db.name, exc)) from None
+    except LedgerError:
+        db.close()
+        raise
     return db
 
 
@@ -216,6 +255,7 @@ def _connect_sqlite(target: str) -> Database:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise LedgerError(f"{path}: cannot create the ledger: {exc.strerror}") from None
+    _check_file(path)
     try:
         raw = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -229,6 +269,44 @@ def _connect_sqlite(target: str) -> Database:
     return Database(raw, "sqlite", str(path))
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before any call, a ledger that could not record one: a file cut short (its
+    header counts more pages than it holds), not a SQLite file, or in a directory this process
+    cannot write (SQLite's WAL and the ledger's journal live beside the file)."""
+    where = path.parent if str(path.parent) else Path(".")
+    if not os.access(where, os.W_OK):
+        raise LedgerError(
+            f"{path}: its directory is read-only; the ledger writes its WAL and journal beside"
+            " the file (choose another --db / SCHED_DB)"
+        )
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot read the ledger: {exc.strerror}") from None
+    if size == 0:
+        return  # new: SQLite writes the header with the first transaction
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise LedgerError(describe_error(path, sqlite3.DatabaseError("file is not a database")))
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[92:96] == header[24:28]  # the page count is current (SQLite >= 3.7)
+    if page_size < 512 or size % page_size or (header_valid and size < pages * page_size):
+        raise LedgerError(
+            describe_error(
+                path,
+                sqlite3.DatabaseError(
+                    f"database disk image is malformed: {size} bytes, {pages} pages expected"
+                ),
+            )
+        )
+
+
 def _connect_postgres(target: str) -> Database:
     try:
         import psycopg
@@ -238,13 +316,17 @@ def _connect_postgres(target: str) -> Database:
         ) from None
     conninfo = "postgresql://" + target.split("://", 1)[1]
     shown = mask_url(conninfo).split("://", 1)[-1]  # user:***@host/db?password=***
-    try:
+
+    def dial() -> Any:
         # autocommit: transactions are explicit BEGIN/COMMIT, exactly as on SQLite.
-        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+    try:
+        raw = dial()
     except psycopg.Error as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LedgerError(f"cannot reach the PostgreSQL ledger at {shown}: {message}") from None
-    return Database(raw, "postgresql", shown)
+    return Database(raw, "postgresql", shown, reconnect=dial)
 
 
 def describe_error(name: Path | str, exc: BaseException) -> str:
@@ -255,6 +337,8 @@ def describe_error(name: Path | str, exc: BaseException) -> str:
             f"{name}: the ledger is locked by another process for more than "
             f"{BUSY_TIMEOUT_S:g} s; try again, or check for a stuck process"
         )
+    if "readonly" in text or "read-only" in text:
+        return f"{name}: the ledger is read-only ({text}); sched must be able to write it"
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return (
             f"{name}: the ledger file is corrupt ({text}); move it aside to start a new one "
@@ -270,8 +354,18 @@ def _applied(db: Database) -> set[str]:
 
 
 def _migrate(db: Database) -> None:
-    """Apply missing migrations under the write lock, so concurrent first opens do it once."""
-    if {name for name, _ in MIGRATIONS} <= _applied(db):
+    """Apply missing migrations under the write lock, so concurrent first opens do it once.
+
+    A ledger migrated by a newer sched is refused here, before any call: this code would not
+    write the columns the newer one relies on."""
+    known = {name for name, _ in MIGRATIONS}
+    applied = _applied(db)
+    if newer := sorted(applied - known):
+        raise LedgerError(
+            f"{db.name}: the ledger's schema is newer than this sched (migration {newer[-1]});"
+            " upgrade sched, or point --db / SCHED_DB at another ledger"
+        )
+    if known <= applied:
         return
     db.begin()
     try:

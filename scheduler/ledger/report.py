@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scheduler.ledger import trust
 from scheduler.windows import format_instant
 
 if TYPE_CHECKING:
@@ -83,13 +84,8 @@ def quota_report(
     for name, provider in config.providers.items():
         windows = []
         for rule in provider.quotas:
-            start, end = rule.window.bounds(now)
-            rows = ledger.read(
-                "SELECT used, reserved FROM usage_windows WHERE provider = ? AND rule = ?"
-                " AND window_start = ?",
-                (name, rule.rule_id, start),
-            )
-            used, reserved = (float(rows[0][0]), float(rows[0][1])) if rows else (0.0, 0.0)  # type: ignore[arg-type]
+            _, end = rule.window.bounds(now)
+            used, reserved = ledger.window_usage(name, provider.quotas, rule, now)
             windows.append(
                 WindowUsage(
                     metric=rule.metric,
@@ -102,7 +98,9 @@ def quota_report(
                     free=rule.free,
                 )
             )
-        status, detail, until = _status(provider.enabled, provider.note, states.get(name), now)
+        status, detail, until = _status(
+            provider.enabled, provider.note, states.get(name), now, ledger.max_block_s
+        )
         full = [w for w in windows if not w.free and w.remaining <= 0]
         if status == "ok" and full:  # the ledger will refuse it until the window resets
             first = min(full, key=lambda w: w.resets_at or float("inf"))
@@ -116,7 +114,11 @@ def quota_report(
 
 
 def _status(
-    enabled: bool, note: str | None, state: tuple[object, ...] | None, now: float
+    enabled: bool,
+    note: str | None,
+    state: tuple[object, ...] | None,
+    now: float,
+    max_block_s: float,
 ) -> tuple[str, str | None, float | None]:
     if not enabled:
         return "off", note or "disabled in providers.yaml", None
@@ -125,9 +127,10 @@ def _status(
     blocked_until, outcome, reason, disabled, disabled_reason = state
     if disabled:
         return "disabled", str(disabled_reason), None
-    if isinstance(blocked_until, int | float) and blocked_until > now:
+    until = trust.until(blocked_until, now, max_block_s)  # a row from before the clamp
+    if until is not None and until > now:
         status = "exhausted" if outcome == "quota_exhausted" else "cooling_down"
-        return status, str(reason) if reason else None, float(blocked_until)
+        return status, str(reason) if reason else None, until
     return "ok", None, None
 
 

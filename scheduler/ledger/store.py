@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import statistics
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
-from scheduler.config.schema import Pricing, QuotaRule
+from scheduler.config.schema import MAX_BLOCK_S, Pricing, QuotaRule
 from scheduler.cost import FreeShare, is_billable, list_price, paid_share
 from scheduler.errors import LedgerError, ProviderError, redact
+from scheduler.ledger import trust
 from scheduler.ledger.db import Database, connect, describe_error
+from scheduler.ledger.journal import Journal, journal_path
 from scheduler.tasks import RateLimitReport
 from scheduler.windows import WindowSpec, format_instant
 
@@ -50,8 +53,18 @@ _SETTLE_WINDOW = (
 )
 _INSERT_CALL = (
     "INSERT INTO calls (ts, task, provider, model, outcome, error, latency_ms, tries, usage,"
-    " cost_usd, list_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cost_usd, list_usd, hold_id, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# What other specs of a rule (its reset time or zone before an edit) hold in windows overlapping
+# this one; the rule ids the table uses now for this metric and period are excluded.
+_CARRIED = (
+    "SELECT COALESCE(SUM(used + reserved), 0) FROM usage_windows WHERE provider = ?"
+    " AND metric = ? AND period = ? AND window_start < ? AND window_end > ?"
+    " AND rule NOT IN ({})"
+)
+_SPEC_PERIODS = ("hour", "day", "month")  # periods whose rule id names a reset time or zone
+LATE = "settled after its lease expired (counted as estimated until then)"
+JOURNALED = "recorded late, from the journal"
 
 
 Item = tuple[str, str, int, str, float]  # (window owner, rule_id, window_start, metric, amount)
@@ -67,6 +80,16 @@ class Hold:
     free: tuple[FreeShare, ...] = ()  # what each free allowance had left when reserved
     billable: bool = False
     estimated_cost: float = 0.0
+    # What the reservation estimated per metric (with its list price as `usd`) and the prices
+    # it was made at: what replaces a figure the provider reports that cannot be believed.
+    estimate: tuple[tuple[str, float], ...] = ()
+    pricing: Pricing | None = None
+
+    def estimated(self) -> dict[str, float]:
+        """The estimate per metric; a hold rebuilt from its row has only its quota items."""
+        if self.estimate:
+            return dict(self.estimate)
+        return {m: a for owner, _, _, m, a in self.items if owner == self.provider}
 
 
 @dataclass(frozen=True)
@@ -151,17 +174,29 @@ class Ledger:
     """The shared quota ledger of every process pointing at the same database."""
 
     def __init__(
-        self, conn: Database | sqlite3.Connection, *, lease_s: float = 90.0, name: str = ""
+        self,
+        conn: Database | sqlite3.Connection,
+        *,
+        lease_s: float = 90.0,
+        name: str = "",
+        max_block_s: float = MAX_BLOCK_S,
     ) -> None:
         self._db = conn if isinstance(conn, Database) else Database(conn, "sqlite", name)
         self._lock = threading.Lock()  # one transaction at a time per connection
         self.lease_s = lease_s
+        self.max_block_s = max_block_s  # settings.max_block_s
         self.name = name
+        self.journal = Journal(journal_path(self._db.dialect, self._db.name))
 
     @classmethod
-    def open(cls, target: str, *, lease_s: float = 90.0) -> Ledger:
+    def open(
+        cls, target: str, *, lease_s: float = 90.0, max_block_s: float = MAX_BLOCK_S
+    ) -> Ledger:
+        """Open (and migrate) the ledger and count the calls its journal holds."""
         db = connect(target)
-        return cls(db, lease_s=lease_s, name=db.name)
+        ledger = cls(db, lease_s=lease_s, name=db.name, max_block_s=max_block_s)
+        ledger.replay_journal()
+        return ledger
 
     def __enter__(self) -> Ledger:
         return self
@@ -237,6 +272,7 @@ class Ledger:
         that: a rejected key, quota and budgets still apply) lets this one call through, while
         every other caller keeps seeing the block."""
         now = time.time() if now is None else now
+        self.replay_journal()
         amounts = dict(amounts)
         if spend is not None:
             amounts["usd"] = list_price(amounts, spend.pricing)
@@ -277,16 +313,20 @@ class Ledger:
                 if amount <= 0:
                     continue
                 start, end = rule.window.bounds(now)
-                limit = _UNLIMITED if _soft(rule, spend) else rule.limit
-                row = conn.execute(
-                    _RESERVE_WINDOW,
-                    (provider, rule.rule_id, start, rule.metric, rule.per, end, amount, limit),
-                ).fetchone()
+                carried = _carried(conn, provider, rules, rule, start, end)
+                limit = _UNLIMITED if _soft(rule, spend) else rule.limit - carried
+                row = None
+                if amount <= limit:  # the upsert's condition guards only an existing row
+                    row = conn.execute(
+                        _RESERVE_WINDOW,
+                        (provider, rule.rule_id, start, rule.metric, rule.per, end, amount, limit),
+                    ).fetchone()
                 if row is None:  # the conditional upsert found the window full
                     raise _Refused(Refusal(_full_reason(rule, end, spend), _until(end)))
                 if rule.free:
                     used, reserved = row
-                    free.append(FreeShare(rule.metric, rule.limit - (used + reserved - amount)))
+                    left = rule.limit - (used + reserved - amount) - carried
+                    free.append(FreeShare(rule.metric, left))
                 items.append((provider, rule.rule_id, start, rule.metric, float(amount)))
             refusal = self._reported_refusal(conn, provider, amounts, now)
             if refusal is not None:
@@ -297,12 +337,31 @@ class Ledger:
                 items += self._hold_budget(conn, provider, spend, cost, bool(free), now)
             if spend is not None and spend.caller is not None:
                 items += self._hold_caller(conn, spend.caller, cost, now)
-            (hold_id,) = conn.execute(
-                "INSERT INTO reservations (provider, task, model, created_at, expires_at, pid,"
-                " items) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (provider, task, model, now, now + self.lease_s, os.getpid(), json.dumps(items)),
-            ).fetchone()
-            return Hold(int(hold_id), provider, tuple(items), tuple(free), billable, cost)
+            hold_id = secrets.randbits(62) + 1  # never reused, not even by a new ledger file
+            conn.execute(
+                "INSERT INTO reservations (id, provider, task, model, created_at, expires_at,"
+                " pid, items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    hold_id,
+                    provider,
+                    task,
+                    model,
+                    now,
+                    now + self.lease_s,
+                    os.getpid(),
+                    json.dumps(items),
+                ),
+            )
+            return Hold(
+                hold_id,
+                provider,
+                tuple(items),
+                tuple(free),
+                billable,
+                cost,
+                tuple(amounts.items()),
+                spend.pricing if spend is not None else None,
+            )
 
     @staticmethod
     def _hold_budget(
@@ -405,6 +464,13 @@ class Ledger:
         blocked_until, outcome, reason, disabled, disabled_key, disabled_reason = row
         if disabled and (key_fp is None or key_fp == disabled_key):
             return Refusal(f"disabled: {disabled_reason} (fix the key to re-enable)")
+        sane = trust.until(blocked_until, now, self.max_block_s)
+        if sane != blocked_until:  # written before the ledger clamped what providers say
+            sane = 0.0 if sane is None else sane
+            conn.execute(
+                "UPDATE provider_state SET blocked_until = ? WHERE provider = ?", (sane, provider)
+            )
+            blocked_until = sane
         if blocked_until > now:
             if outcome == "unhealthy":  # set by the cron service's failure-rate check
                 if probe:
@@ -427,8 +493,14 @@ class Ledger:
         ).fetchall()
         for metric, remaining, resets_at in rows:
             amount = amounts.get(metric, 0)
-            if amount <= 0:
-                continue
+            if amount <= 0 or trust.finite(remaining) is None:
+                continue  # a figure a provider made up before the ledger checked them
+            if resets_at > now + self.max_block_s:  # stored before the ledger clamped it
+                resets_at = now + self.max_block_s
+                conn.execute(
+                    "UPDATE provider_limits SET resets_at = ? WHERE provider = ? AND metric = ?",
+                    (resets_at, provider, metric),
+                )
             if remaining < amount:
                 when = format_instant(int(resets_at), "UTC")
                 return Refusal(
@@ -456,22 +528,127 @@ class Ledger:
     ) -> float:
         """Turn a hold into the provider's real usage and its cost, log the call, clear transient
         blocks. `record.usage` carries the real usage with its list price as `usd`; returns what
-        the call cost the user (the part no free allowance covered)."""
+        the call cost the user (the part no free allowance covered).
+
+        Every settlement passes the trust boundary first (`trust.settle_usage`: what a provider
+        reports is never believed below zero or beyond reason). When the database cannot take
+        it, the settlement goes to the journal and LedgerError says so: the call was served and
+        is counted by the next process that opens the ledger."""
         now = time.time() if now is None else now
+        record, flags = self._trusted(hold, record)
+        reports = self._trusted_reports(rate_limits, now)
+        try:
+            with self._write() as conn:
+                return self._apply_commit(conn, hold, record, flags, reports, now)
+        except LedgerError as exc:
+            raise self._journaled(exc, hold, record, flags, reports, now) from None
+
+    def _trusted(self, hold: Hold, record: CallRecord) -> tuple[CallRecord, tuple[str, ...]]:
+        settled = trust.settle_usage(record.usage or {}, hold.estimated(), hold.pricing)
+        return replace(record, usage=settled.usage), settled.flags
+
+    def _trusted_reports(
+        self, reports: Sequence[RateLimitReport], now: float
+    ) -> list[RateLimitReport]:
+        clean = (trust.rate_report(report, now, self.max_block_s) for report in reports)
+        return [report for report in clean if report is not None]
+
+    def _apply_commit(
+        self,
+        conn: Database,
+        hold: Hold,
+        record: CallRecord,
+        flags: Sequence[str],
+        reports: Sequence[RateLimitReport],
+        now: float,
+    ) -> float:
+        """Settle `hold` once with the (already trusted) `record`; returns the call's cost.
+
+        A hold is settled once, by its id: the reservation row goes first. When it is already
+        gone, the calls row carrying the hold's id says why: `expired` (its lease ran out under
+        a slow live call, and expire() counted the estimate): that row and the windows move to
+        the real figures, so the call counts once; any other outcome: this settlement was
+        recorded already (a journal replayed twice), and nothing changes."""
         usage = dict(record.usage or {})
         cost = usage.get("usd", 0.0) * paid_share(usage, hold.free, hold.billable)
-        with self._write() as conn:
-            self._settle(conn, hold, {**usage, "cost_usd": cost})
-            self._insert_call(conn, replace(record, cost_usd=cost), now)
-            self._store_reports(conn, hold.provider, rate_limits, now)
-            conn.execute(
-                "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
-                " block_reason = NULL, disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
-                " updated_at = ? WHERE provider = ? AND (disabled = 1 OR block_outcome IN"
-                " ('rate_limited', 'transient'))",
-                (now, hold.provider),
-            )
+        record = replace(record, cost_usd=cost)
+        if self._settle(conn, hold, {**usage, "cost_usd": cost}):
+            self._insert_call(conn, record, now, hold_id=hold.id, flag=_flag(flags))
+        else:
+            row = conn.execute(
+                "SELECT id, outcome, cost_usd FROM calls WHERE hold_id = ?", (hold.id,)
+            ).fetchone()
+            if row is not None and row[1] != "expired":
+                return float(row[2])
+            real = {**usage, "cost_usd": cost}
+            for owner, rule_id, start, metric, amount in hold.items:
+                counted = amount if row is not None else 0.0  # what expire() counted
+                delta = float(real.get(metric, amount)) - counted
+                conn.execute(
+                    "UPDATE usage_windows SET used = CASE WHEN used + ? < 0 THEN 0"
+                    " ELSE used + ? END WHERE provider = ? AND rule = ? AND window_start = ?",
+                    (delta, delta, owner, rule_id, start),
+                )
+            if row is None:  # a ledger that never saw the hold (moved aside, started anew)
+                self._insert_call(conn, record, now, hold_id=hold.id, flag=_flag(flags))
+            else:
+                self._update_call(conn, int(row[0]), record, _flag([*flags, LATE]))
+        self._store_reports(conn, hold.provider, reports, now)
+        conn.execute(
+            "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
+            " block_reason = NULL, disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
+            " updated_at = ? WHERE provider = ? AND (disabled = 1 OR block_outcome IN"
+            " ('rate_limited', 'transient'))",
+            (now, hold.provider),
+        )
         return cost
+
+    def _journaled(
+        self,
+        exc: LedgerError,
+        hold: Hold,
+        record: CallRecord,
+        flags: Sequence[str],
+        reports: Sequence[RateLimitReport],
+        now: float,
+    ) -> LedgerError:
+        """Write the settlement the database refused to the journal; the error to raise."""
+        entry = {
+            "hold": _hold_json(hold),
+            "record": asdict(record),
+            "flags": list(flags),
+            "rate_limits": [asdict(report) for report in reports],
+            "now": now,
+        }
+        try:
+            self.journal.append(entry)
+        except (OSError, ValueError) as err:
+            why = getattr(err, "strerror", None) or str(err)
+            return LedgerError(
+                f"{exc}; the served call could not be journaled either ({why}): its hold"
+                " expires as used after its lease"
+            )
+        return LedgerError(
+            f"{exc}; the served call was journaled to {self.journal.path} and is counted when"
+            " the ledger is next opened"
+        )
+
+    def replay_journal(self) -> int:
+        """Count the calls the journal holds (settlements a failing database refused); how
+        many entries it applied. Quiet when the ledger still cannot take them: they wait."""
+        if not self.journal.pending():
+            return 0
+        try:
+            with self.journal.draining() as entries, self._write() as conn:
+                for entry in entries:
+                    decoded = _decode_entry(entry)
+                    if decoded is not None:
+                        hold, record, flags, reports, now = decoded
+                        flags = [*flags, JOURNALED]
+                        self._apply_commit(conn, hold, record, flags, reports, now)
+                return len(entries)
+        except (LedgerError, OSError):
+            return 0
 
     def record_failure(
         self,
@@ -484,13 +661,17 @@ class Ledger:
         rate_limits: Sequence[RateLimitReport] = (),
         now: float | None = None,
     ) -> None:
-        """Release the hold, log the failed attempt and put the provider in its new state."""
+        """Release the hold, log the failed attempt and put the provider in its new state.
+        The block is the provider's own word: at most `max_block_s` long."""
         now = time.time() if now is None else now
+        block_until = trust.until(block_until, now, self.max_block_s)
+        reports = self._trusted_reports(rate_limits, now)
         with self._write() as conn:
-            if hold is not None:
-                self._settle(conn, hold, None)
-            self._insert_call(conn, record, now)
-            self._store_reports(conn, record.provider, rate_limits, now)
+            hold_id = None
+            if hold is not None and self._settle(conn, hold, None):
+                hold_id = hold.id
+            self._insert_call(conn, record, now, hold_id=hold_id)
+            self._store_reports(conn, record.provider, reports, now)
             reason = redact(str(error))[:300]
             if error.outcome == "auth_failed":
                 conn.execute(
@@ -516,21 +697,30 @@ class Ledger:
         with self._write() as conn:
             self._insert_call(conn, record, time.time() if now is None else now)
 
-    def _settle(self, conn: Database, hold: Hold, usage: Mapping[str, float] | None) -> None:
-        """Replace each held amount by the real one (None: the call used nothing).
+    def _settle(self, conn: Database, hold: Hold, usage: Mapping[str, float] | None) -> bool:
+        """Replace each held amount by the real one (None: the call used nothing); False when
+        the hold was settled already (its row is gone) and the windows were left alone.
 
         A hold is settled once: the reservation row is deleted first, and when it is already
         gone (its lease expired, so expire() counted it as used) the windows are left alone, or
         a call that outlived its lease would be counted twice.
         """
         if conn.execute("DELETE FROM reservations WHERE id = ?", (hold.id,)).rowcount == 0:
-            return
+            return False
         for owner, rule_id, start, metric, amount in hold.items:
             used = 0.0 if usage is None else float(usage.get(metric, amount))
             conn.execute(_SETTLE_WINDOW, (amount, amount, used, owner, rule_id, start))
+        return True
 
     @staticmethod
-    def _insert_call(conn: Database, record: CallRecord, now: float) -> None:
+    def _insert_call(
+        conn: Database,
+        record: CallRecord,
+        now: float,
+        *,
+        hold_id: int | None = None,
+        flag: str | None = None,
+    ) -> None:
         conn.execute(
             _INSERT_CALL,
             (
@@ -545,6 +735,27 @@ class Ledger:
                 json.dumps(dict(record.usage or {})),
                 record.cost_usd,
                 record.list_usd,
+                hold_id,
+                flag,
+            ),
+        )
+
+    @staticmethod
+    def _update_call(conn: Database, call_id: int, record: CallRecord, flag: str | None) -> None:
+        conn.execute(
+            "UPDATE calls SET model = ?, outcome = ?, error = ?, latency_ms = ?, tries = ?,"
+            " usage = ?, cost_usd = ?, list_usd = ?, flag = ? WHERE id = ?",
+            (
+                record.model,
+                record.outcome,
+                record.error,
+                record.latency_ms,
+                record.tries,
+                json.dumps(dict(record.usage or {})),
+                record.cost_usd,
+                record.list_usd,
+                flag,
+                call_id,
             ),
         )
 
@@ -552,6 +763,7 @@ class Ledger:
     def _store_reports(
         conn: Database, provider: str, reports: Sequence[RateLimitReport], now: float
     ) -> None:
+        """Store reports that passed `trust.rate_report` (finite, resets clamped)."""
         for report in reports:
             resets_at = report.resets_at if report.resets_at is not None else now + REPORT_TTL_S
             conn.execute(
@@ -596,7 +808,7 @@ class Ledger:
                     cost_usd=cost,
                     error="reservation lease expired (process died mid-call); counted as used",
                 )
-                self._insert_call(conn, record, created_at)
+                self._insert_call(conn, record, created_at, hold_id=int(res_id))
             return len(rows)
 
     @property
@@ -607,22 +819,34 @@ class Ledger:
         only the period (1 ms). PostgreSQL keeps statistics and needs no hint."""
         return "calls INDEXED BY ix_calls_ts_cover" if self.dialect == "sqlite" else "calls"
 
+    def window_usage(
+        self, provider: str, rules: Sequence[QuotaRule], rule: QuotaRule, now: float
+    ) -> tuple[float, float]:
+        """(used, reserved) of `rule`'s current window, with what an edited spec of the rule
+        still holds counted as used (as reserve() counts it)."""
+        start, end = rule.window.bounds(now)
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT used, reserved FROM usage_windows WHERE provider = ? AND rule = ?"
+                    " AND window_start = ?",
+                    (provider, rule.rule_id, start),
+                ).fetchone()
+                carried = _carried(self._db, provider, rules, rule, start, end)
+            except self._db.errors as exc:
+                raise LedgerError(describe_error(self.name, exc)) from None
+        used, reserved = (float(row[0]), float(row[1])) if row is not None else (0.0, 0.0)
+        return used + carried, reserved
+
     def free_remaining(
         self, provider: str, rules: Sequence[QuotaRule], now: float
     ) -> list[FreeShare]:
         """What each free allowance of `provider` has left now (for the `cheapest` strategy)."""
         shares = []
         for rule in rules:
-            if not rule.free:
-                continue
-            start, _ = rule.window.bounds(now)
-            rows = self.read(
-                "SELECT used + reserved FROM usage_windows WHERE provider = ? AND rule = ?"
-                " AND window_start = ?",
-                (provider, rule.rule_id, start),
-            )
-            taken = float(str(rows[0][0])) if rows else 0.0
-            shares.append(FreeShare(rule.metric, rule.limit - taken))
+            if rule.free:
+                used, reserved = self.window_usage(provider, rules, rule, now)
+                shares.append(FreeShare(rule.metric, rule.limit - used - reserved))
         return shares
 
     def median_latency_ms(self, task: str, since: float) -> dict[str, float]:
@@ -640,6 +864,72 @@ class Ledger:
         """SQLite's own verdict on the file ('ok' when sound)."""
         with self._lock:
             return self._db.integrity_check()
+
+
+def _carried(
+    conn: Database,
+    provider: str,
+    rules: Sequence[QuotaRule],
+    rule: QuotaRule,
+    start: int,
+    end: int | None,
+) -> float:
+    """What windows of `rule`'s metric and period under another spec hold while overlapping
+    this window: a rule whose reset time or zone was edited keeps what it counted (the old
+    window's whole count, as we cannot know how much fell before the new boundary)."""
+    if rule.per not in _SPEC_PERIODS or end is None:
+        return 0.0
+    current = [r.rule_id for r in rules if r.metric == rule.metric and r.per == rule.per]
+    row = conn.execute(
+        _CARRIED.format(",".join("?" * len(current))),
+        (provider, rule.metric, rule.per, end, start, *current),
+    ).fetchone()
+    return float(row[0] or 0.0)
+
+
+def _flag(flags: Sequence[str]) -> str | None:
+    return "; ".join(flags)[:500] or None
+
+
+def _hold_json(hold: Hold) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "provider": hold.provider,
+        "items": [list(item) for item in hold.items],
+        "free": [[share.metric, share.remaining] for share in hold.free],
+        "billable": hold.billable,
+        "estimated_cost": hold.estimated_cost,
+        "estimate": [list(pair) for pair in hold.estimate],
+        "pricing": hold.pricing.model_dump() if hold.pricing is not None else None,
+    }
+
+
+Decoded = tuple[Hold, CallRecord, list[str], list[RateLimitReport], float]
+
+
+def _decode_entry(entry: Mapping[str, Any]) -> Decoded | None:
+    """A journal entry back as the commit it was; None for one this code cannot read."""
+    try:
+        raw = entry["hold"]
+        pricing = raw.get("pricing")
+        hold = Hold(
+            id=int(raw["id"]),
+            provider=str(raw["provider"]),
+            items=tuple(
+                (str(o), str(r), int(st), str(m), float(a)) for o, r, st, m, a in raw["items"]
+            ),
+            free=tuple(FreeShare(str(m), float(left)) for m, left in raw["free"]),
+            billable=bool(raw["billable"]),
+            estimated_cost=float(raw["estimated_cost"]),
+            estimate=tuple((str(m), float(a)) for m, a in raw["estimate"]),
+            pricing=Pricing.model_validate(pricing) if pricing is not None else None,
+        )
+        record = CallRecord(**entry["record"])
+        reports = [RateLimitReport(**report) for report in entry["rate_limits"]]
+        flags = [str(flag) for flag in entry["flags"]]
+        return hold, record, flags, reports, float(entry["now"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _describe(rule: QuotaRule) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -22,6 +22,11 @@ class UsageWindow(SQLModel, table=True):
     """Used and reserved amounts of one quota rule in one calendar window of one provider."""
 
     __tablename__ = "usage_windows"
+    # A rule's windows under another spec of the same metric and period (its reset time or zone
+    # edited): reserve() counts what those hold, so an edit never starts a window at zero.
+    __table_args__ = (
+        Index("ix_usage_windows_metric", "provider", "metric", "period", "window_end"),
+    )
 
     provider: str = Field(primary_key=True)
     rule: str = Field(primary_key=True)  # QuotaRule.rule_id, e.g. "requests/day@00:00 UTC"
@@ -39,7 +44,9 @@ class Reservation(SQLModel, table=True):
     __tablename__ = "reservations"
     __table_args__ = (Index("ix_reservations_expires_at", "expires_at"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    # A random 62-bit id, never a rowid: SQLite hands a deleted row's id to the next insert, and
+    # a late settle of the old hold would then delete (and count) another run's hold.
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     provider: str
     task: str
     model: str
@@ -56,6 +63,9 @@ class Call(SQLModel, table=True):
     __table_args__ = (
         Index("ix_calls_ts", "ts"),
         Index("ix_calls_provider_ts", "provider", "ts"),
+        # One row per hold: a journal replayed twice, or a late settle of an expired hold,
+        # finds the row it already wrote instead of counting the call again.
+        Index("ix_calls_hold_id", "hold_id", unique=True),
         # Reports read a period's rows from this index alone (see Ledger.calls_in_period).
         Index(
             "ix_calls_ts_cover",
@@ -81,6 +91,10 @@ class Call(SQLModel, table=True):
     usage: str = _default("{}")  # JSON {metric: amount}
     cost_usd: float = _default(0)  # what the user paid
     list_usd: float = _default(0)  # the same usage at list price ("saved" = list - cost)
+    # The reservation this call settled (None: a call logged without one).
+    hold_id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # noqa: UP045
+    # What the ledger did not believe of the provider's answer, or that it was recorded late.
+    flag: Optional[str] = None  # noqa: UP045
 
 
 class ProviderState(SQLModel, table=True):

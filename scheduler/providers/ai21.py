@@ -14,7 +14,6 @@ rate-limit headers are documented.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -29,7 +28,7 @@ from scheduler.errors import (
     RejectedInput,
     Transient,
 )
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.tasks import ProviderResult, TaskKind, TextTask, estimate_tokens, text_usage
 
@@ -98,9 +97,8 @@ class AI21Adapter(Adapter):
 
 def _int(value: object, fallback: float) -> int:
     """A JSON count, or the fallback when it is missing, not a number, or not finite."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return int(value)
-    return int(fallback)
+    count = reported_count(value)
+    return count if count is not None else int(fallback)
 
 
 def _message(body: object) -> str | None:

@@ -35,7 +35,7 @@ from scheduler.errors import (
     RejectedInput,
     Transient,
 )
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.chat import anthropic_messages
 from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.providers.sse import SseStream
@@ -229,9 +229,8 @@ def _stream_error_status(event: Mapping[str, Any]) -> int:
 
 def _int(value: object, fallback: float) -> int:
     """A JSON count, or the fallback when it is missing, not a number, or not finite."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return int(value)
-    return int(fallback)
+    count = reported_count(value)
+    return count if count is not None else int(fallback)
 
 
 def _error(body: object) -> dict[str, Any]:

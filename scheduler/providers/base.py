@@ -7,6 +7,7 @@ ledger, so an adapter never sleeps, retries or touches the database.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, ClassVar
 
 from scheduler.errors import RejectedInput
@@ -117,4 +118,25 @@ class Adapter:
         return RejectedInput(f"{self.name} cannot serve {task.kind} tasks", provider=self.name)
 
 
-__all__ = ["Adapter"]
+def reported_number(value: object) -> float | None:
+    """A figure from a provider's JSON as a float; None when it is no finite number. Total: a
+    401-digit integer is None here, not an OverflowError from `math.isfinite`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def reported_count(value: object) -> int | None:
+    """A count from a provider's JSON (tokens, characters); None when it is no finite number.
+    An integer is returned as sent, however large: the ledger's trust boundary judges it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = reported_number(value)
+    return int(number) if number is not None else None
+
+
+__all__ = ["Adapter", "reported_count", "reported_number"]

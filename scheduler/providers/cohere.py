@@ -31,7 +31,7 @@ from scheduler.errors import (
     RejectedInput,
     Transient,
 )
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.http_errors import error_text, page_title_or_text, transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
@@ -156,9 +156,7 @@ class CohereAdapter(Adapter):
 
 
 def _count(value: object) -> int | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return int(value)
-    return None
+    return reported_count(value)
 
 
 def _token_counts(usage: object) -> tuple[int | None, int | None]:

@@ -31,7 +31,7 @@ from scheduler.errors import (
     Transient,
     redact,
 )
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.http_errors import transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
@@ -215,9 +215,7 @@ def _enum_name(value: object) -> str:
 
 
 def _count(value: object) -> int | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return int(value)
-    return None
+    return reported_count(value)
 
 
 def _google_error(body: object) -> Mapping[str, Any]:

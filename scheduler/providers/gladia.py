@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,7 +43,7 @@ from scheduler.errors import (
     Transient,
     redact,
 )
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_number
 from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.tasks import MultimodalTask, ProviderResult, Segment, SttTask, TaskKind
 
@@ -237,9 +236,8 @@ class GladiaAdapter(Adapter):
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value) if value >= 0 else None
-    return None
+    number = reported_number(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _message(body: object) -> str | None:

@@ -15,7 +15,6 @@ detection.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.media import sniff_media_type
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_number
 from scheduler.providers.http_errors import error_parts, read_error, transport_error
 from scheduler.tasks import (
     ImageTask,
@@ -169,9 +168,7 @@ def _segments(chunks: object, audio_seconds: float) -> tuple[Segment, ...]:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return reported_number(value)
 
 
 def _message(body: object) -> str | None:

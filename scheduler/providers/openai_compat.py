@@ -39,7 +39,7 @@ from scheduler.errors import (
     Transient,
 )
 from scheduler.media import sniff_media_type
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.chat import data_url, openai_messages, openai_sampling
 from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
 from scheduler.providers.http_guard import failure_name
@@ -489,9 +489,8 @@ def _main_type(content_type: str) -> str:
 
 
 def _int(value: object, fallback: float) -> int:
-    if isinstance(value, int | float) and math.isfinite(value):  # JSON may say NaN
-        return int(value)
-    return int(fallback)
+    count = reported_count(value)
+    return count if count is not None else int(fallback)
 
 
 def _envelope(body: object) -> tuple[dict[str, Any], dict[str, Any]] | None:

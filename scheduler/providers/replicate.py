@@ -29,7 +29,6 @@ import asyncio
 import base64
 import binascii
 import json
-import math
 import mimetypes
 import re
 import time
@@ -48,7 +47,7 @@ from scheduler.errors import (
     Transient,
     redact,
 )
-from scheduler.providers.base import Adapter
+from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.http_errors import (
     decode_json,
     error_parts,
@@ -327,9 +326,8 @@ def _image_input(model: str, data_url: str, max_tokens: int | None) -> dict[str,
 
 def _count(value: object, fallback: float) -> int:
     """A token count from `metrics`, or the estimate when it is missing or not a number."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return int(value)
-    return int(fallback)
+    count = reported_count(value)
+    return count if count is not None else int(fallback)
 
 
 def _problem(raw: bytes) -> tuple[str, str, object]:
