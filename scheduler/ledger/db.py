@@ -149,6 +149,7 @@ MIGRATIONS.append(("0001_initial", _create_tables))
 MIGRATIONS.append(("0002_daily_summaries", _create_tables))
 MIGRATIONS.append(("0003_calls_list_usd", _add_list_usd))
 MIGRATIONS.append(("0004_calls_ts_cover", _create_tables))  # the covering index on calls
+MIGRATIONS.append(("0005_model_state", _create_tables))  # retired models, live listings
 
 
 def resolve_db_target(cli_value: str | None = None) -> str:

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from scheduler.ledger.store import Ledger
 
 DAY_S = 86400
-# Outcomes that say nothing about a provider's health: the input was refused, or the
-# process making the call died.
-NOT_FAILURES = ("ok", "rejected_input", "expired")
+# Outcomes that say nothing about a provider's health: the input was refused, the model asked
+# for is retired there (a table to update, not a sick provider), or the process making the call
+# died.
+NOT_FAILURES = ("ok", "rejected_input", "model_unavailable", "expired")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -307,6 +308,8 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 529) or status >= 500 or etype in _TRANSIENT_TYPES or status == 200:
         return Transient(text, retry_after=explicit, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     # 400 invalid_request_error (prompt too long, bad parameter), 404 model, 413 too large.
     return RejectedInput(text, **kwargs)
 

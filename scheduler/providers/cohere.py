@@ -25,6 +25,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -32,7 +33,12 @@ from scheduler.errors import (
     Transient,
 )
 from scheduler.providers.base import Adapter
-from scheduler.providers.http_errors import error_text, page_title_or_text, transport_error
+from scheduler.providers.http_errors import (
+    error_text,
+    is_model_gone,
+    page_title_or_text,
+    transport_error,
+)
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     ProviderResult,
@@ -219,7 +225,9 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 499) or status >= 500 or status == 0:
         return Transient(text, retry_after=hint, **kwargs)
-    # 400 too many tokens / bad field, 404 unknown model, 422, 498 blocked by usage guidelines.
+    if is_model_gone(status, body, message):
+        return ModelUnavailable(text, **kwargs)
+    # 400 too many tokens / bad field, 422, 498 blocked by usage guidelines.
     return RejectedInput(text, **kwargs)
 
 

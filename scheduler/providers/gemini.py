@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from scheduler.errors import (
     AuthFailed,
     InputError,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -32,7 +33,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter
-from scheduler.providers.http_errors import transport_error
+from scheduler.providers.http_errors import is_model_gone, transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     MultimodalTask,
@@ -293,6 +294,8 @@ def classify_error(
     if status in (408, 409, 425, 499) or status >= 500 or status < 400:
         hint = retry_hint(headers, body, now=now)
         return Transient(text, provider=provider, status=status, retry_after=hint)
+    if is_model_gone(status, error, message):  # 404 NOT_FOUND "models/X is not found ..."
+        return ModelUnavailable(text, provider=provider, status=status)
     return RejectedInput(text, provider=provider, status=status)
 
 

@@ -32,6 +32,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -591,6 +592,8 @@ def classify_error(
         return Transient(text, **kwargs)
     if status == 200:  # an error object inside a successful answer
         return Transient(text, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     return RejectedInput(text, **kwargs)
 
 
