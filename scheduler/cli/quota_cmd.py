@@ -50,6 +50,14 @@ def report(
                             "calls_24h": r.calls_24h,
                             "failures_24h": r.failures_24h,
                             "failure_rate_24h": r.failure_rate_24h,
+                            "retired_models": [
+                                {
+                                    "model": m.model,
+                                    "since": format_instant(int(m.since), "UTC"),
+                                    "reason": m.reason,
+                                }
+                                for m in r.retired
+                            ],
                             "windows": [
                                 {
                                     "metric": w.metric,
@@ -107,6 +115,12 @@ def report(
             )
     console = Console(width=200)
     console.print(table)
+    for r in reports:
+        for m in r.retired:
+            when = format_instant(int(m.since), "UTC")
+            console.print(
+                f"retired: {r.provider} {m.model} since {when}: {m.reason}", highlight=False
+            )
     for period, figures in spend.items():
         line = (
             f"spend this {period}: ${figures['cost_usd']:.4f} paid,"

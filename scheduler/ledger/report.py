@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scheduler.ledger.models import Retired, retired_models
 from scheduler.windows import format_instant
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class ProviderReport:
     windows: tuple[WindowUsage, ...]
     calls_24h: int
     failures_24h: int
+    retired: tuple[Retired, ...] = ()  # models of this provider marked retired in the ledger
 
     @property
     def failure_rate_24h(self) -> float | None:
@@ -80,6 +82,9 @@ def quota_report(
             " disabled_reason FROM provider_state"
         )
     }
+    retired: dict[str, list[Retired]] = {}
+    for mark in retired_models(ledger):
+        retired.setdefault(mark.provider, []).append(mark)
     reports = []
     for name, provider in config.providers.items():
         windows = []
@@ -107,7 +112,18 @@ def quota_report(
         if status == "ok" and provider.api_key_env and not keys.get(provider.api_key_env):
             status, detail = "not_configured", f"no {provider.api_key_env}"
         calls, failures = health.get(name, (0, 0))
-        reports.append(ProviderReport(name, status, detail, until, tuple(windows), calls, failures))
+        reports.append(
+            ProviderReport(
+                name,
+                status,
+                detail,
+                until,
+                tuple(windows),
+                calls,
+                failures,
+                tuple(retired.get(name, ())),
+            )
+        )
     return reports
 
 
