@@ -12,7 +12,15 @@ import sys
 
 import typer
 
-from scheduler.cli import config_cmd, cost_cmd, cron_cmd, providers_cmd, quota_cmd, run_cmd
+from scheduler.cli import (
+    config_cmd,
+    cost_cmd,
+    cron_cmd,
+    models_cmd,
+    providers_cmd,
+    quota_cmd,
+    run_cmd,
+)
 from scheduler.cli.context import AppState
 
 app = typer.Typer(
@@ -33,6 +41,7 @@ app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(cron_cmd.app, name="cron")
+app.command("models")(models_cmd.models)
 
 
 @app.callback()

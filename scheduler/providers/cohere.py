@@ -19,7 +19,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -49,6 +49,9 @@ from scheduler.tasks import (
     text_usage,
 )
 
+if TYPE_CHECKING:
+    from scheduler.providers.listing import ModelInfo
+
 # "You are using a Trial key, which is limited to 1000 API calls / month." -- per month, not
 # per minute: waiting seconds will not help.
 _MONTHLY = re.compile(r"/\s*month|per month|monthly", re.IGNORECASE)
@@ -61,6 +64,9 @@ class CohereAdapter(Adapter):
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
     default_base_url: ClassVar[str | None] = "https://api.cohere.com"
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await list_cohere_models(self)
 
     _client: Any = None
 
@@ -159,6 +165,32 @@ class CohereAdapter(Adapter):
             ),
             rate_limits=rate_limit_reports(response.headers, now=now),
         )
+
+
+async def list_cohere_models(adapter: CohereAdapter) -> list[ModelInfo]:
+    """`GET /v1/models` (`page_size`, `next_page_token`), over the shared client."""
+    from scheduler.providers.listing import get_json, parse_cohere
+
+    def classify(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        return classify_error(status, headers, raw, provider=adapter.name, secret=adapter.api_key)
+
+    models: list[ModelInfo] = []
+    params = {"page_size": "1000"}
+    while True:
+        data = await get_json(
+            adapter.http,
+            f"{adapter.base_url}/v1/models",
+            provider=adapter.name,
+            timeout_s=adapter.timeout_s,
+            headers={"Authorization": f"Bearer {adapter.api_key}"} if adapter.api_key else {},
+            params=params,
+            classify=classify,
+        )
+        models += parse_cohere(data)
+        token = data.get("next_page_token")
+        if not isinstance(token, str) or not token:
+            return models
+        params = {"page_size": "1000", "page_token": token}
 
 
 def _count(value: object) -> int | None:

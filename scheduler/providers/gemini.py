@@ -47,6 +47,8 @@ from scheduler.tasks import (
 if TYPE_CHECKING:
     from google.genai import Client
 
+    from scheduler.providers.listing import ModelInfo
+
 API_VERSION = "v1beta"
 
 _NO_FREE_QUOTA = re.compile(r"\blimit: 0\b")
@@ -195,6 +197,34 @@ class GeminiAdapter(Adapter):
         if output_tokens is None and thoughts:
             output_tokens = thoughts + estimate_tokens(output)
         return output, str(response.model_version or model), prompt_tokens, output_tokens
+
+    async def list_models(self) -> list[ModelInfo]:
+        """`models.list` (`GET /v1beta/models`, `pageSize`, `nextPageToken`), over our client."""
+        from scheduler.providers.listing import get_json, parse_gemini
+
+        if not self.api_key:
+            raise AuthFailed("no API key", provider=self.name)
+
+        def classify(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+            return classify_error(status, raw, headers, provider=self.name, secret=self.api_key)
+
+        models: list[ModelInfo] = []
+        params = {"pageSize": "1000"}
+        while True:
+            data = await get_json(
+                self.http,
+                f"{self.base_url}/{API_VERSION}/models",
+                provider=self.name,
+                timeout_s=self.timeout_s,
+                headers={"x-goog-api-key": self.api_key},
+                params=params,
+                classify=classify,
+            )
+            models += parse_gemini(data)
+            token = data.get("nextPageToken")
+            if not isinstance(token, str) or not token:
+                return models
+            params = {"pageSize": "1000", "pageToken": token}
 
     def _classify(self, exc: Any) -> ProviderError:
         """The SDK's APIError (code, status, message, details = the decoded body) -> taxonomy."""

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -60,6 +60,9 @@ from scheduler.tasks import (
     estimate_tokens,
     text_usage,
 )
+
+if TYPE_CHECKING:
+    from scheduler.providers.listing import ModelInfo
 
 # error.type / error.code values that mean "no more money or quota", not "slow down".
 _QUOTA_CODES = frozenset(
@@ -369,6 +372,24 @@ class OpenAICompatAdapter(Adapter):
                 f"malformed response: {declared}, not audio", provider=self.name, status=200
             )
         return _FORMAT_MEDIA_TYPES.get(fmt, "application/octet-stream")
+
+    # -- model list --------------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        """`GET /models`: OpenAI's envelope (Groq, Mistral, DeepInfra, Fireworks, local servers),
+        OpenRouter's with prices and `:free` ids, or Together's bare list."""
+        from scheduler.providers.listing import get_json, parse_openai
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        data = await get_json(
+            self.http,
+            f"{self.base_url}/models",
+            provider=self.name,
+            timeout_s=self.timeout_s,
+            headers=headers,
+            classify=self._classify,
+        )
+        return parse_openai(data if "data" in data else data.get("models", data))
 
     # -- shared ------------------------------------------------------------------------------
 
