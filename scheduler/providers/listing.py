@@ -133,7 +133,8 @@ async def get_json(
     classify: Any,
 ) -> dict[str, Any]:
     """One GET of a list endpoint; a failed answer is classified by the adapter's own
-    `classify(status, headers, body)`, no answer is Transient."""
+    `classify(status, headers, body)`, no answer is Transient. A bare JSON array (Together's
+    list) comes back as `{"data": [...]}`."""
     try:
         response = await http.get(url, headers=dict(headers or {}), params=dict(params or {}))
     except httpx.HTTPError as exc:
@@ -141,6 +142,8 @@ async def get_json(
     if response.status_code >= 400:
         error: ProviderError = classify(*error_parts(response))
         raise error
+    if response.content.lstrip().startswith(b"["):
+        response = httpx.Response(200, content=b'{"data": ' + response.content + b"}")
     return json_object(response, provider=provider)
 
 

@@ -63,4 +63,115 @@ def openai_models(ids: Sequence[str], *, owner: str = "system") -> Reply:
     )
 
 
-__all__ = ["groq_decommissioned", "groq_model_not_found", "openai_models"]
+def openrouter_models() -> Reply:
+    """OpenRouter `GET /api/v1/models` (OpenRouter API reference "List available models"):
+    `data[]` with `id`, `name`, `context_length`, `architecture.output_modalities` and
+    `pricing` in USD per token, as strings; `:free` ids price at "0"."""
+    return Reply(
+        json={
+            "data": [
+                {
+                    "id": "meta-llama/llama-3.3-70b-instruct:free",
+                    "name": "Meta: Llama 3.3 70B Instruct (free)",
+                    "context_length": 131072,
+                    "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]},
+                    "pricing": {"prompt": "0", "completion": "0", "request": "0", "image": "0"},
+                },
+                {
+                    "id": "openai/gpt-4o-mini",
+                    "name": "OpenAI: GPT-4o-mini",
+                    "context_length": 128000,
+                    "architecture": {
+                        "input_modalities": ["text", "image"],
+                        "output_modalities": ["text"],
+                    },
+                    "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
+                },
+            ]
+        }
+    )
+
+
+def together_models() -> Reply:
+    """Together `GET /v1/models` (Together API reference "List all models"): a bare JSON array,
+    each with `id`, `type` (chat, image, ...) and `pricing` in USD per million tokens."""
+    return Reply(
+        json=[
+            {
+                "id": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+                "object": "model",
+                "type": "chat",
+                "pricing": {"hourly": 0, "input": 0.88, "output": 0.88, "base": 0},
+            },
+            {
+                "id": "black-forest-labs/FLUX.1-schnell",
+                "object": "model",
+                "type": "image",
+                "pricing": {"hourly": 0, "input": 0, "output": 0, "base": 0},
+            },
+        ]
+    )
+
+
+def anthropic_models_page(ids: Sequence[str], *, has_more: bool) -> Reply:
+    """Anthropic `GET /v1/models` (API reference "List Models"): `data[]` of `{"type": "model",
+    "id", "display_name", "created_at"}`, with `has_more`, `first_id`, `last_id` for paging."""
+    return Reply(
+        json={
+            "data": [
+                {
+                    "type": "model",
+                    "id": i,
+                    "display_name": i,
+                    "created_at": "2025-10-01T00:00:00Z",
+                }
+                for i in ids
+            ],
+            "has_more": has_more,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+        }
+    )
+
+
+def gemini_models_page(names: Sequence[str], *, next_page: str | None = None) -> Reply:
+    """Gemini `GET /v1beta/models` (API reference "models.list"): `models[]` with `name`
+    ("models/..."), `supportedGenerationMethods`, and `nextPageToken` while there are more."""
+    body: dict[str, object] = {
+        "models": [
+            {
+                "name": f"models/{n}",
+                "displayName": n,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            }
+            for n in names
+        ]
+    }
+    if next_page:
+        body["nextPageToken"] = next_page
+    return Reply(json=body)
+
+
+def cohere_models(names: Sequence[str]) -> Reply:
+    """Cohere `GET /v1/models` (API reference "List Models"): `models[]` with `name`,
+    `endpoints` (chat, embed, ...), `context_length`; `next_page_token` when paged."""
+    return Reply(
+        json={
+            "models": [
+                {"name": n, "endpoints": ["chat", "generate"], "context_length": 256000}
+                for n in names
+            ]
+        }
+    )
+
+
+__all__ = [
+    "anthropic_models_page",
+    "cohere_models",
+    "gemini_models_page",
+    "groq_decommissioned",
+    "groq_model_not_found",
+    "openai_models",
+    "openrouter_models",
+    "together_models",
+]
