@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scheduler.config.schema import Pricing
+from scheduler.config.schema import Prices, Pricing
 
 # Pricing field -> (usage metric, units per priced amount)
 _RATES: tuple[tuple[str, str, float], ...] = (
@@ -29,12 +29,15 @@ _RATES: tuple[tuple[str, str, float], ...] = (
 )
 
 
-def is_billable(pricing: Pricing) -> bool:
-    """Whether any price is set: a provider without prices never bills."""
+def is_billable(pricing: Prices) -> bool:
+    """Whether any price is set (a model's own included): a provider without prices never
+    bills."""
+    if isinstance(pricing, Pricing) and any(is_billable(own) for own in pricing.models.values()):
+        return True
     return any(getattr(pricing, field) for field, _, _ in _RATES)
 
 
-def list_price(usage: Mapping[str, float], pricing: Pricing) -> float:
+def list_price(usage: Mapping[str, float], pricing: Prices) -> float:
     """USD at list price for `usage`. Token totals without a split are priced as input tokens."""
     total = 0.0
     for field, metric, per in _RATES:

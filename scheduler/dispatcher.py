@@ -7,6 +7,13 @@ same provider with tenacity, waiting as long as the provider asked (any retry-hi
 backing off exponentially; any other failure moves on to the next provider, and a provider that
 failed over is never called again for the same task. Every attempt lands in the calls table.
 
+Within one provider the models of the task kind are tried in the table's order (`models: {text:
+[primary, fallback]}`): a model the ledger knows is retired is skipped with the reason, and one
+answered "model gone" (ModelUnavailable) is marked retired for every process and the provider's
+next model is tried before the table moves on. The mark is per model name, so a table naming
+another model is not affected; a probe still tries a retired model, and lifts the mark if it is
+served.
+
 One dispatcher serves any number of concurrent runs: what belongs to one run (its options, what
 it may still spend) lives in that run's `_Run`, never on the dispatcher. Streams follow the same
 path up to their first piece: a provider that fails before it is a fallback like any other, one
@@ -33,7 +40,14 @@ from tenacity import (
 
 from scheduler.config.keys import KeyStore, fingerprint
 from scheduler.cost import is_billable, list_price, paid_share
-from scheduler.errors import InputError, LedgerError, ProviderError, RateLimited, Transient
+from scheduler.errors import (
+    InputError,
+    LedgerError,
+    ModelUnavailable,
+    ProviderError,
+    RateLimited,
+    Transient,
+)
 from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Refusal, SpendPolicy
 from scheduler.load import LoadReading, read_load
 from scheduler.options import RunOptions
@@ -43,8 +57,9 @@ from scheduler.tasks import ProviderResult, Task, TextDelta, TextTask, estimate_
 if TYPE_CHECKING:
     import httpx
 
-    from scheduler.config.schema import Config, ProviderConfig
+    from scheduler.config.schema import Config, Pricing, ProviderConfig
     from scheduler.ledger.aio import AsyncLedger
+    from scheduler.ledger.models import Retired
     from scheduler.providers.base import Adapter
 
 # Cool-down after a provider kept failing transiently or rate-limited without saying for how long.
@@ -142,9 +157,11 @@ class _Call:
     task: Task
     model: str
     provider: ProviderConfig
+    pricing: Pricing  # the provider's prices for this model
     adapter: Adapter
     key_fp: str | None
     estimate: dict[str, float]
+    retired: bool = False  # tried despite a retired mark (a probe): served lifts the mark
     started: float = field(default_factory=time.perf_counter)
     tries: int = 0
     hold: Hold | None = None
@@ -221,22 +238,22 @@ class Dispatcher:
     async def estimated_cost(self, name: str, task: Task) -> float:
         """What this very task would cost on `name` now, free allowances considered."""
         provider = self.config.providers[name]
-        if not is_billable(provider.pricing):
+        model = task.model or next(iter(provider.models_for(task.kind)), None)
+        pricing = provider.pricing_for(model)
+        if not is_billable(pricing):
             return 0.0
         usage = task.estimate()
         cls = adapter_class(provider.adapter)
-        model = task.model or provider.models.get(task.kind)
         if cls is not None and model:  # the adapter knows units such as credits per image
             usage = cls.estimate(task, model=model)
-        usage["usd"] = list_price(usage, provider.pricing)
+        usage["usd"] = list_price(usage, pricing)
         free = await self.ledger.free_remaining(name, provider.quotas, time.time())
         return usage["usd"] * paid_share(usage, free, billable=True)
 
-    def _spend(self, name: str, run: _Run) -> SpendPolicy:
+    def _spend(self, call: _Call, run: _Run) -> SpendPolicy:
         settings = self.config.settings
-        provider = self.config.providers[name]
         budgets = []
-        for scope, budget in ((None, settings.budget), (name, provider.budget)):
+        for scope, budget in ((None, settings.budget), (call.name, call.provider.budget)):
             if budget is None:
                 continue
             if budget.daily_usd is not None:
@@ -244,7 +261,7 @@ class Dispatcher:
             if budget.monthly_usd is not None:
                 budgets.append(BudgetLimit("month", budget.monthly_usd, scope))
         return SpendPolicy(
-            pricing=provider.pricing,
+            pricing=call.pricing,
             allow_paid=settings.allow_paid,
             free_only=run.options.free_only,
             max_cost=run.left_usd,
@@ -260,13 +277,14 @@ class Dispatcher:
         attempts: list[Attempt] = []
         names, placement = await self._ordered(task, run.options)
         for name in names:
-            call = await self._prepare(name, task, attempts)
-            if call is None:
-                continue
-            attempt, result = await self._serve_whole(call, run)
-            attempts.append(attempt)
-            if result is not None:
-                return RunResult(task, tuple(attempts), result, name, placement)
+            async with contextlib.aclosing(self._calls(name, task, run, attempts)) as calls:
+                async for call in calls:
+                    attempt, result = await self._serve_whole(call, run)
+                    attempts.append(attempt)
+                    if result is not None:
+                        return RunResult(task, tuple(attempts), result, name, placement)
+                    if attempt.outcome != ModelUnavailable.outcome:
+                        break  # only a retired model moves on to the same provider's next one
         return RunResult(task, tuple(attempts), placement=placement)
 
     async def _serve_whole(self, call: _Call, run: _Run) -> tuple[Attempt, ProviderResult | None]:
@@ -294,13 +312,10 @@ class Dispatcher:
         attempts: list[Attempt] = []
         names, placement = await self._ordered(task, run.options)
         for name in names:
-            call = await self._prepare(name, task, attempts)
-            if call is None:
-                continue
-            opened = await self._open_stream(call, run, attempts)
+            opened = await self._open_on(name, task, run, attempts)
             if opened is None:
                 continue
-            stream, piece = opened
+            call, stream, piece = opened
             ttft_ms = call.latency_ms
             if isinstance(piece, TextDelta):
                 piece = replace(piece, provider=name, model=call.model)
@@ -340,6 +355,20 @@ class Dispatcher:
             return
         yield RunResult(task, tuple(attempts), placement=placement)
 
+    async def _open_on(
+        self, name: str, task: TextTask, run: _Run, attempts: list[Attempt]
+    ) -> tuple[_Call, AsyncIterator[TextDelta | ProviderResult], TextDelta | ProviderResult] | None:
+        """The first of `name`'s models that opens a stream, with its stream and first piece;
+        a retired model moves on to the next, any other failure ends the provider's turn."""
+        async with contextlib.aclosing(self._calls(name, task, run, attempts)) as calls:
+            async for call in calls:
+                opened = await self._open_stream(call, run, attempts)
+                if opened is not None:
+                    return (call, *opened)
+                if attempts[-1].outcome != ModelUnavailable.outcome:
+                    break
+        return None
+
     async def _open_stream(
         self, call: _Call, run: _Run, attempts: list[Attempt]
     ) -> tuple[AsyncIterator[TextDelta | ProviderResult], TextDelta | ProviderResult] | None:
@@ -370,44 +399,56 @@ class Dispatcher:
 
     # -- one provider ------------------------------------------------------------------------
 
-    async def _prepare(self, name: str, task: Task, attempts: list[Attempt]) -> _Call | None:
-        """The call to make on `name`, or None after appending why it is skipped."""
-        skip, model, key = self._precheck(name, task)
-        if skip is not None or model is None:
-            attempts.append(Attempt(name, "skipped", skip, model=model))
-            return None
+    async def _calls(
+        self, name: str, task: Task, run: _Run, attempts: list[Attempt]
+    ) -> AsyncGenerator[_Call, None]:
+        """The calls to make on `name`, one per model of the task kind in the table's order;
+        each skipped model (or the whole provider) is appended to `attempts` with its reason.
+        The caller asks for the next call only after a model turned out to be gone."""
+        skip, models, key = self._precheck(name, task)
+        if skip is not None or not models:
+            attempts.append(Attempt(name, "skipped", skip, model=models[0] if models else None))
+            return
+        provider = self.config.providers[name]
         adapter = self._adapter(name, key)
-        missing = await adapter.unavailable(task, model=model)
-        if missing is not None:
-            attempts.append(Attempt(name, "skipped", missing, model=model))
-            return None
-        return _Call(
-            name=name,
-            task=task,
-            model=model,
-            provider=self.config.providers[name],
-            adapter=adapter,
-            key_fp=fingerprint(key) if key else None,
-            estimate=adapter.estimate(task, model=model),
-        )
+        for model in models:
+            retired = await self.ledger.retired_model(name, model)
+            if retired is not None and not run.options.probe:
+                attempts.append(Attempt(name, "skipped", _retired(retired, task), model=model))
+                continue
+            missing = await adapter.unavailable(task, model=model)
+            if missing is not None:
+                attempts.append(Attempt(name, "skipped", missing, model=model))
+                return
+            yield _Call(
+                name=name,
+                task=task,
+                model=model,
+                provider=provider,
+                pricing=provider.pricing_for(model),
+                adapter=adapter,
+                key_fp=fingerprint(key) if key else None,
+                estimate=adapter.estimate(task, model=model),
+                retired=retired is not None,
+            )
 
-    def _precheck(self, name: str, task: Task) -> tuple[str | None, str | None, str | None]:
-        """(skip reason, model, key) from configuration alone, before touching the ledger."""
+    def _precheck(self, name: str, task: Task) -> tuple[str | None, tuple[str, ...], str | None]:
+        """(skip reason, models to try, key) from configuration alone, before the ledger."""
         provider = self.config.providers[name]
         if not provider.enabled:
-            return provider.note or "disabled in providers.yaml", None, None
+            return provider.note or "disabled in providers.yaml", (), None
         cls = adapter_class(provider.adapter)
         if cls is None:
-            return f"adapter {provider.adapter!r} not available in this version", None, None
+            return f"adapter {provider.adapter!r} not available in this version", (), None
         if task.kind not in cls.kinds:
-            return f"{provider.adapter} adapter does not serve {task.kind}", None, None
-        model = task.model or provider.models.get(task.kind)
-        if not model:
-            return f"no model for {task.kind}", None, None
+            return f"{provider.adapter} adapter does not serve {task.kind}", (), None
+        models = (task.model,) if task.model else provider.models_for(task.kind)
+        if not models:
+            return f"no model for {task.kind}", (), None
         key = self.keys.get(provider.api_key_env) if provider.api_key_env else None
         if provider.api_key_env and not key:
-            return f"no {provider.api_key_env}", model, None
-        return None, model, key
+            return f"no {provider.api_key_env}", models, None
+        return None, models, key
 
     def _adapter(self, name: str, key: str | None) -> Adapter:
         adapter = self._adapters.get(name)
@@ -440,7 +481,7 @@ class Dispatcher:
                 task=call.task.kind,
                 model=call.model,
                 key_fingerprint=call.key_fp,
-                spend=self._spend(call.name, run),
+                spend=self._spend(call, run),
                 probe=run.options.probe,
             )
             if isinstance(hold, Refusal):
@@ -493,7 +534,7 @@ class Dispatcher:
         why = "interrupted" if interrupted else f"failed in this process ({type(exc).__name__})"
         counted = "by what arrived" if usage is not None else "as estimated"
         usage = dict(call.estimate if usage is None else usage)
-        usage["usd"] = list_price(usage, call.provider.pricing)
+        usage["usd"] = list_price(usage, call.pricing)
         record = call.record(
             outcome, usage=usage, error=f"{why} after the request was sent; counted {counted}"
         )
@@ -514,13 +555,16 @@ class Dispatcher:
         user the answer (the ledger journals what it could not write, and says so)."""
         hold = call.hold
         assert hold is not None
-        usage = {**result.usage, "usd": list_price(result.usage, call.provider.pricing)}
+        usage = {**result.usage, "usd": list_price(result.usage, call.pricing)}
         record = call.record(outcome, model=result.model, usage=usage, error=error)
         note = None
         try:
             cost = await self.ledger.commit(hold, record, rate_limits=result.rate_limits)
         except LedgerError as exc:
             cost, note = hold.estimated_cost, str(exc)
+        if call.retired:  # a probe found a retired model served again: lift the mark
+            unmarked = await self._quietly(self._unmark(call))
+            note = note or unmarked
         run.charge(cost - hold.estimated_cost)  # the estimate held in flight becomes the cost
         return Attempt(
             call.name,
@@ -553,6 +597,9 @@ class Dispatcher:
                 call.hold, record, error, block_until=block_until, key_fingerprint=call.key_fp
             )
         )
+        if isinstance(error, ModelUnavailable):  # every process skips it from now on
+            marked = self.ledger.mark_retired(call.name, call.model, message)
+            note = await self._quietly(marked) or note
         return Attempt(
             call.name,
             error.outcome,
@@ -563,6 +610,9 @@ class Dispatcher:
             note=note,
             until=block_until,
         )
+
+    async def _unmark(self, call: _Call) -> None:
+        await self.ledger.unmark_retired(call.name, call.model)
 
     @staticmethod
     async def _quietly(step: Awaitable[None]) -> str | None:
@@ -598,6 +648,16 @@ class Dispatcher:
                 error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN_S
             )
         return None
+
+
+def _retired(retired: Retired, task: Task) -> str:
+    """Why a retired model is skipped, and what to change: "model X retired on 2026-08-16:
+    HTTP 404: ..., set providers.groq.models.text"."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(retired.since))
+    return (
+        f"model {retired.model} retired on {day}: {retired.reason},"
+        f" set providers.{retired.provider}.models.{task.kind}"
+    )
 
 
 def _partial(call: _Call, text: str, *, truncated: bool = True) -> ProviderResult:

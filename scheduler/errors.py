@@ -10,7 +10,8 @@
         ├── RateLimited          slow down: cool down for the provider's retry hint
         ├── AuthFailed           bad or missing key: disable until the key changes
         ├── Transient            5xx, timeout, connection trouble: retry with backoff, then next
-        └── RejectedInput        the provider refused this input: next provider, health unaffected
+        ├── RejectedInput        the provider refused this input: next provider, health unaffected
+        └── ModelUnavailable     the model is retired or unknown there: mark it, try the next model
 
 Fallback logic branches on these types, never on message text. Messages never contain API keys:
 adapters build them from status codes and provider error bodies, and `redact()` strips anything
@@ -158,6 +159,18 @@ class RejectedInput(ProviderError):
     outcome = "rejected_input"
 
 
+class ModelUnavailable(ProviderError):
+    """The provider no longer serves (or never served) the model asked for: 404 model_not_found,
+    400 model_decommissioned, 410 Gone, or the provider's own sunset text.
+
+    Not a rejected input (no other input would help) and not bad health (the provider answered
+    as documented): the (provider, model) pair is marked retired in the ledger, so no later task
+    pays a call to learn the same thing, and the provider's next model is tried at once.
+    """
+
+    outcome = "model_unavailable"
+
+
 OUTCOMES: tuple[str, ...] = (
     "ok",
     QuotaExhausted.outcome,
@@ -165,6 +178,7 @@ OUTCOMES: tuple[str, ...] = (
     AuthFailed.outcome,
     Transient.outcome,
     RejectedInput.outcome,
+    ModelUnavailable.outcome,
 )
 
 __all__ = [
@@ -174,6 +188,7 @@ __all__ = [
     "InputError",
     "LedgerError",
     "OutputError",
+    "ModelUnavailable",
     "ProviderError",
     "QuotaExhausted",
     "RateLimited",

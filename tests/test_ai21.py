@@ -24,6 +24,7 @@ import pytest
 from scheduler.config.schema import ProviderConfig
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -170,10 +171,10 @@ CASES = [
         id="403-credit-text",
     ),
     pytest.param(
-        shapes.detail(404, "Model jamba-nope not found"), RejectedInput, 404, None, id="404"
+        shapes.detail(404, "Model jamba-nope not found"), ModelUnavailable, 404, None, id="404"
     ),
     pytest.param(
-        shapes.detail(410, "This API has been retired"), RejectedInput, 410, None, id="410"
+        shapes.detail(410, "This API has been retired"), ModelUnavailable, 410, None, id="410"
     ),
     pytest.param(shapes.detail(400, "Bad request: messages"), RejectedInput, 400, None, id="400"),
     pytest.param(shapes.detail(500, "Internal Server Error"), Transient, 500, None, id="500"),

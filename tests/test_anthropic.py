@@ -30,6 +30,7 @@ import pytest
 from scheduler.config.schema import ProviderConfig
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -260,7 +261,7 @@ CASES = [
     pytest.param(shapes.invalid_key(), AuthFailed, 401, None, None, id="401"),
     pytest.param(shapes.permission_denied(), AuthFailed, 403, None, None, id="403"),
     pytest.param(shapes.prompt_too_long(), RejectedInput, 400, None, None, id="400-too-long"),
-    pytest.param(shapes.model_not_found(), RejectedInput, 404, None, None, id="404-model"),
+    pytest.param(shapes.model_not_found(), ModelUnavailable, 404, None, None, id="404-model"),
     pytest.param(shapes.request_too_large_html(), RejectedInput, 413, None, None, id="413"),
     pytest.param(shapes.api_error(), Transient, 500, None, None, id="500"),
     pytest.param(shapes.overloaded(), Transient, 529, None, None, id="529"),

@@ -27,6 +27,7 @@ import pytest
 from scheduler.config.schema import ProviderConfig
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -232,7 +233,7 @@ CASES = [
     pytest.param(shapes.invalid_token(), AuthFailed, 401, id="401"),
     pytest.param(shapes.error(403, "forbidden"), AuthFailed, 403, id="403"),
     pytest.param(shapes.bad_request_too_many_tokens(), RejectedInput, 400, id="400-tokens"),
-    pytest.param(shapes.model_not_found(), RejectedInput, 404, id="404-model"),
+    pytest.param(shapes.model_not_found(), ModelUnavailable, 404, id="404-model"),
     pytest.param(shapes.error(422, "invalid request"), RejectedInput, 422, id="422"),
     pytest.param(shapes.error(498, "blocked: unsafe request"), RejectedInput, 498, id="498"),
     pytest.param(shapes.server_error(), Transient, 500, id="500"),

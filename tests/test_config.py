@@ -52,7 +52,10 @@ def test_valid_config_parses_into_objects() -> None:
     assert groq.base_url == "https://api.groq.com/openai/v1"  # trailing slash stripped
     assert groq.api_key_env == "GROQ_API_KEY"
     assert groq.enabled is True
-    assert groq.models == {"text": "llama-3.3-70b-versatile", "stt": "whisper-large-v3-turbo"}
+    # A single name (the older form) is a list of one.
+    assert groq.models == {"text": ("llama-3.3-70b-versatile",), "stt": ("whisper-large-v3-turbo",)}
+    assert groq.models_for("text") == ("llama-3.3-70b-versatile",)
+    assert groq.models_for("image") == ()
     assert groq.pricing == Pricing(usd_per_mtok_input=0.59, usd_per_mtok_output=0.79)
 
     local = config.providers["local"]
@@ -214,6 +217,16 @@ ERRORS = [
         BASE + "  video: [groq]\n",
         "p.yaml:13: tasks.video: expected one of text, image, stt, tts, multimodal, got 'video'",
         id="unknown-task-kind",
+    ),
+    pytest.param(
+        _edit("GROQ_API_KEY\n", "GROQ_API_KEY\n    models: {text: []}\n"),
+        "p.yaml:6: providers.groq.models: text: expected a model name or a non-empty list of names",
+        id="empty-model-list",
+    ),
+    pytest.param(
+        _edit("GROQ_API_KEY\n", "GROQ_API_KEY\n    models: {text: [a, b, a]}\n"),
+        "p.yaml:6: providers.groq.models: text: a model is named twice in ['a', 'b', 'a']",
+        id="model-listed-twice",
     ),
     pytest.param(
         "settings:\n  strategy: random\n" + BASE,
@@ -509,6 +522,31 @@ def test_fingerprint_is_stable_short_hex_and_distinct() -> None:
     assert fingerprint(LONG_KEY[:-1] + "k") != first
     assert fingerprint("other-key") != first
     assert LONG_KEY[-4:] not in first
+
+
+def test_model_lists_keep_their_order() -> None:
+    models = "    models: {text: [primary, fallback], stt: w}\n"
+    text = _edit("GROQ_API_KEY\n", "GROQ_API_KEY\n" + models)
+    groq = parse_config(text).providers["groq"]
+    assert groq.models_for("text") == ("primary", "fallback")
+    assert groq.models_for("stt") == ("w",)
+
+
+def test_pricing_per_model_overrides_only_the_units_it_names() -> None:
+    pricing = Pricing.model_validate(
+        {
+            "usd_per_mtok_input": 0.5,
+            "usd_per_mtok_output": 0.8,
+            "models": {"big": {"usd_per_mtok_output": 2.0}},
+        }
+    )
+    big = pricing.for_model("big")
+    assert (big.usd_per_mtok_input, big.usd_per_mtok_output) == (0.5, 2.0)
+    other = pricing.for_model("small")  # a model without its own prices pays the provider's
+    assert (other.usd_per_mtok_input, other.usd_per_mtok_output) == (0.5, 0.8)
+    assert big.models == {} and other.models == {}
+    with pytest.raises(ValueError, match="usd_per_image"):
+        Pricing.model_validate({"models": {"big": {"usd_per_image": -1}}})
 
 
 def test_unquoted_reset_time_read_as_sexagesimal_is_taken_back() -> None:

@@ -28,6 +28,7 @@ import pytest
 from scheduler.config.schema import ProviderConfig
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -214,7 +215,7 @@ ERRORS = [
     pytest.param(fw.rate_limited_429(None), RateLimited, 429, None, id="429-bare"),
     pytest.param(fw.overloaded_503(), Transient, 503, None, id="503"),
     pytest.param(fw.server_error_500(), Transient, 500, None, id="500"),
-    pytest.param(fw.not_found_404(), RejectedInput, 404, None, id="404-model"),
+    pytest.param(fw.not_found_404(), ModelUnavailable, 404, None, id="404-model"),
     pytest.param(
         Reply(
             status=412,

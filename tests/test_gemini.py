@@ -34,6 +34,7 @@ import pytest
 from scheduler.config.schema import ProviderConfig
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -290,7 +291,7 @@ ERROR_TABLE = [
     (shapes.permission_denied(), AuthFailed, 403, None),
     (shapes.location_unsupported(), AuthFailed, 400, None),
     (shapes.token_limit(), RejectedInput, 400, None),
-    (shapes.model_not_found(), RejectedInput, 404, None),
+    (shapes.model_not_found(), ModelUnavailable, 404, None),
     (shapes.server_error(), Transient, 500, None),
     (shapes.unavailable(), Transient, 503, None),
     (

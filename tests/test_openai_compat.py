@@ -20,6 +20,7 @@ import pytest
 from scheduler.config.schema import ProviderConfig
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -710,7 +711,7 @@ CLASSIFICATION = [
                 "model_not_found",
             ),
         ),
-        RejectedInput,
+        ModelUnavailable,  # a retired or unknown model, not a rejected input (issue 12)
         404,
         None,
         None,

@@ -16,6 +16,7 @@ from scheduler.cli import (
     config_cmd,
     cost_cmd,
     cron_cmd,
+    models_cmd,
     providers_cmd,
     quota_cmd,
     report_cmd,
@@ -46,6 +47,7 @@ app.add_typer(cron_cmd.app, name="cron")
 app.add_typer(tokens_cmd.app, name="tokens")
 app.command("serve")(serve_cmd.serve)
 app.command("report")(report_cmd.report)
+app.command("models")(models_cmd.models)
 
 
 @app.callback()

@@ -70,6 +70,12 @@ def report(
             )
     console = Console(width=200)
     console.print(table)
+    for r in reports:
+        for m in r.retired:
+            when = format_instant(int(m.since), "UTC")
+            console.print(
+                f"retired: {r.provider} {m.model} since {when}: {m.reason}", highlight=False
+            )
     for period, figures in spend.items():
         line = (
             f"spend this {period}: ${figures['cost_usd']:.4f} paid,"

@@ -97,8 +97,8 @@ class QuotaRule(_Strict):
         return f"{self.metric}/{self.per}@{anchor}{self.reset} {self.tz}"
 
 
-class Pricing(_Strict):
-    """List prices in USD. An empty table means the provider never bills (free or local)."""
+class Prices(_Strict):
+    """List prices in USD, one per billing unit; unset means the unit is not billed."""
 
     usd_per_mtok_input: float | None = Field(default=None, ge=0)
     usd_per_mtok_output: float | None = Field(default=None, ge=0)
@@ -107,6 +107,23 @@ class Pricing(_Strict):
     usd_per_kchar: float | None = Field(default=None, ge=0)
     usd_per_request: float | None = Field(default=None, ge=0)
     usd_per_credit: float | None = Field(default=None, ge=0)
+
+
+class Pricing(Prices):
+    """A provider's list prices in USD. An empty table means the provider never bills (free or
+    local). `models` gives a model its own prices: each unit it names replaces the provider's
+    price for calls to that model; the units it leaves out keep the provider's."""
+
+    models: dict[str, Prices] = Field(default_factory=dict)
+
+    def for_model(self, model: str | None) -> Pricing:
+        """The prices a call to `model` pays (the provider's, with the model's over them)."""
+        own = self.models.get(model) if model else None
+        if own is None:
+            return self if not self.models else self.model_copy(update={"models": {}})
+        merged = self.model_dump(exclude={"models"})
+        merged.update(own.model_dump(exclude_none=True))
+        return Pricing(**merged)
 
 
 class LocalOptions(_Strict):
@@ -138,7 +155,9 @@ class ProviderConfig(_Strict):
     api_key_env: str | None = None
     enabled: bool = True
     note: str | None = None
-    models: dict[TaskKind, str] = Field(default_factory=dict)
+    # The models per task kind, first choice first: a provider whose model is retired tries the
+    # next one before the table moves on. A single name (the older form) is a list of one.
+    models: dict[TaskKind, tuple[str, ...]] = Field(default_factory=dict)
     quotas: tuple[QuotaRule, ...] = ()
     pricing: Pricing = Field(default_factory=Pricing)
     budget: Budget | None = None  # this provider's own caps, beside the global one
@@ -154,6 +173,34 @@ class ProviderConfig(_Strict):
                 raise ValueError(f"two rules count {rule.rule_id}; keep only one")
             seen.add(rule.rule_id)
         return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_lists(cls, value: object) -> object:
+        """`text: name` and `text: [primary, fallback]` both give a tuple of names."""
+        if isinstance(value, dict):
+            return {k: (v,) if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(
+        cls, value: dict[TaskKind, tuple[str, ...]]
+    ) -> dict[TaskKind, tuple[str, ...]]:
+        for kind, names in value.items():
+            if not names or any(not name.strip() for name in names):
+                raise ValueError(f"{kind}: expected a model name or a non-empty list of names")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind}: a model is named twice in {list(names)}")
+        return value
+
+    def models_for(self, kind: TaskKind) -> tuple[str, ...]:
+        """The models this provider tries for `kind`, in order (empty: it has none)."""
+        return self.models.get(kind, ())
+
+    def pricing_for(self, model: str | None) -> Pricing:
+        """The list prices of a call to `model` on this provider."""
+        return self.pricing.for_model(model)
 
     @field_validator("api_key_env")
     @classmethod
@@ -180,6 +227,8 @@ class CronSettings(_Strict):
     min_calls: int = Field(default=10, ge=1)
     probe_every_min: int = Field(default=30, ge=1)
     quota_check: str = "mon 09:00 UTC"  # weekly: day, time and zone of the free-quota check
+    # weekly: each provider's live model list against the table (retired models marked)
+    models_check: str = "mon 08:30 UTC"
     quota_warning_below: float = Field(default=0.2, ge=0, le=1)  # share of an allowance left
     reports_dir: str = "reports"
     # Call rows older than this are deleted once their day is rolled up into daily_summaries.
@@ -250,6 +299,7 @@ __all__ = [
     "Config",
     "CronSettings",
     "LocalOptions",
+    "Prices",
     "Pricing",
     "ProviderConfig",
     "QuotaRule",

@@ -287,8 +287,8 @@ class Gateway:
         """Providers that could serve `kind` by configuration (enabled, a model, a key)."""
         names = []
         for name in self.config.tasks.get(kind, ()):
-            skip, model, _ = self.scheduler.dispatcher._precheck(name, _probe_task(kind))
-            if skip is None and model is not None:
+            skip, models, _ = self.scheduler.dispatcher._precheck(name, _probe_task(kind))
+            if skip is None and models:
                 names.append(name)
         return names
 

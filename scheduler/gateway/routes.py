@@ -57,9 +57,9 @@ def route_ids(config: Config, kinds: tuple[TaskKind, ...]) -> list[str]:
     for kind in kinds:
         for provider in config.tasks.get(kind, ()):
             entry = config.providers[provider]
-            model = entry.models.get(kind) if entry.enabled else None
-            if model and f"{provider}/{model}" not in ids:
-                ids.append(f"{provider}/{model}")
+            for model in entry.models_for(kind) if entry.enabled else ():
+                if f"{provider}/{model}" not in ids:
+                    ids.append(f"{provider}/{model}")
     return ids
 
 

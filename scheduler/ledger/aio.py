@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
+from scheduler.ledger import models
 from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal, SpendPolicy
 
 if TYPE_CHECKING:
@@ -122,6 +123,17 @@ class AsyncLedger:
 
     async def expire(self) -> int:
         return await self._call(self.sync.expire)
+
+    # -- retired models (scheduler.ledger.models) ---------------------------------------------
+
+    async def retired_model(self, provider: str, model: str) -> models.Retired | None:
+        return await self._call(models.retired_model, self.sync, provider, model)
+
+    async def mark_retired(self, provider: str, model: str, reason: str) -> None:
+        await self._call(models.mark_retired, self.sync, provider, model, reason)
+
+    async def unmark_retired(self, provider: str, model: str) -> bool:
+        return await self._call(models.unmark_retired, self.sync, provider, model)
 
     def close(self) -> None:
         """Finish what was asked, then stop the thread (the ledger itself is closed by its

@@ -200,6 +200,7 @@ def _summary_latency(db: Database) -> None:
 
 
 MIGRATIONS.append(("0008_summary_latency", _summary_latency))
+MIGRATIONS.append(("0009_model_state", _create_tables))  # retired models, live listings
 
 
 def resolve_db_target(cli_value: str | None = None) -> str:

@@ -8,7 +8,8 @@ Health policy. A provider is disabled by the cron service (`block_outcome = 'unh
 sustained failure rate of failures that are its own fault: `transient` (5xx, timeouts, dropped
 connections) and `auth_failed` (a key the provider stopped accepting). Quota exhaustion and rate
 limits are not sickness (the provider is working as documented, and the ledger already skips it
-until the window resets or the cool-down ends); rejected input is the caller's fault; an expired
+until the window resets or the cool-down ends); rejected input is the caller's fault; a retired
+model (`model_unavailable`) is the table's, and the ledger skips that model by itself; an expired
 reservation says only that our own process died. Those still count as calls in the denominator
 (except expired holds, which may never have reached the provider).
 """

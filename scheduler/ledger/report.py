@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scheduler.ledger import trust
+from scheduler.ledger.models import Retired, retired_models
 from scheduler.windows import format_instant
 
 if TYPE_CHECKING:
@@ -19,9 +20,10 @@ if TYPE_CHECKING:
     from scheduler.ledger.store import Ledger
 
 DAY_S = 86400
-# Outcomes that say nothing about a provider's health: the input was refused, or the
-# process making the call died.
-NOT_FAILURES = ("ok", "rejected_input", "expired")
+# Outcomes that say nothing about a provider's health: the input was refused, the model asked
+# for is retired there (a table to update, not a sick provider), or the process making the call
+# died.
+NOT_FAILURES = ("ok", "rejected_input", "model_unavailable", "expired")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ProviderReport:
     windows: tuple[WindowUsage, ...]
     calls_24h: int
     failures_24h: int
+    retired: tuple[Retired, ...] = ()  # models of this provider marked retired in the ledger
 
     @property
     def failure_rate_24h(self) -> float | None:
@@ -80,6 +83,9 @@ def quota_report(
             " disabled_reason FROM provider_state"
         )
     }
+    retired: dict[str, list[Retired]] = {}
+    for mark in retired_models(ledger):
+        retired.setdefault(mark.provider, []).append(mark)
     reports = []
     for name, provider in config.providers.items():
         windows = []
@@ -109,7 +115,18 @@ def quota_report(
         if status == "ok" and provider.api_key_env and not keys.get(provider.api_key_env):
             status, detail = "not_configured", f"no {provider.api_key_env}"
         calls, failures = health.get(name, (0, 0))
-        reports.append(ProviderReport(name, status, detail, until, tuple(windows), calls, failures))
+        reports.append(
+            ProviderReport(
+                name,
+                status,
+                detail,
+                until,
+                tuple(windows),
+                calls,
+                failures,
+                tuple(retired.get(name, ())),
+            )
+        )
     return reports
 
 

@@ -125,6 +125,25 @@ class ProviderLimit(SQLModel, table=True):
     reported_at: float
 
 
+class ModelState(SQLModel, table=True):
+    """What this ledger knows about one model of one provider: retired (a call was answered
+    "model gone", or `models-check` found it missing), and what its last live listing said."""
+
+    __tablename__ = "model_state"
+
+    provider: str = Field(primary_key=True)
+    model: str = Field(primary_key=True)
+    retired: int = _default(0)  # skipped by every process until unmarked or renamed in the table
+    retired_at: Optional[float] = None  # noqa: UP045
+    retired_reason: Optional[str] = None  # noqa: UP045 - the provider's own words, redacted
+    listed: int = _default(0)  # in the provider's last model listing
+    listed_at: Optional[float] = None  # noqa: UP045 - when that listing was taken
+    # Prices the provider's catalog publishes (OpenRouter), USD per million tokens.
+    usd_per_mtok_input: Optional[float] = None  # noqa: UP045
+    usd_per_mtok_output: Optional[float] = None  # noqa: UP045
+    updated_at: float = _default(0)
+
+
 class JobRun(SQLModel, table=True):
     """One run of a cron job and what it did."""
 
@@ -192,6 +211,7 @@ __all__ = [
     "DailySummary",
     "GatewayToken",
     "JobRun",
+    "ModelState",
     "ProviderLimit",
     "ProviderState",
     "Reservation",

@@ -22,6 +22,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -142,6 +143,8 @@ def classify_error(
         return RateLimited(text, retry_after=hint, **kwargs)
     if status in (408, 409) or status >= 500 or status == 200:
         return Transient(text, retry_after=hint, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     # 400 bad request, 404 unknown model, 410 retired API, 413, 422 validation.
     return RejectedInput(text, **kwargs)
 

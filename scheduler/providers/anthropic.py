@@ -23,12 +23,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -50,6 +51,9 @@ from scheduler.tasks import (
     estimate_tokens,
     text_usage,
 )
+
+if TYPE_CHECKING:
+    from scheduler.providers.listing import ModelInfo
 
 API_VERSION = "2023-06-01"
 
@@ -164,6 +168,28 @@ class AnthropicAdapter(Adapter):
         if self.api_key:
             headers["x-api-key"] = self.api_key
         return headers
+
+    async def list_models(self) -> list[ModelInfo]:
+        """`GET /v1/models`, page by page (`limit`, `after_id` = the page's `last_id`)."""
+        from scheduler.providers.listing import get_json, parse_anthropic
+
+        models: list[ModelInfo] = []
+        params = {"limit": "1000"}
+        while True:
+            data = await get_json(
+                self.http,
+                f"{self.base_url}/v1/models",
+                provider=self.name,
+                timeout_s=self.timeout_s,
+                headers=self._headers(),
+                params=params,
+                classify=self._classify,
+            )
+            models += parse_anthropic(data)
+            last = data.get("last_id")
+            if not data.get("has_more") or not isinstance(last, str):
+                return models
+            params = {"limit": "1000", "after_id": last}
 
     def _classify(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
         return classify_error(status, headers, raw, provider=self.name, secret=self.api_key)
@@ -306,6 +332,8 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 529) or status >= 500 or etype in _TRANSIENT_TYPES or status == 200:
         return Transient(text, retry_after=explicit, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     # 400 invalid_request_error (prompt too long, bad parameter), 404 model, 413 too large.
     return RejectedInput(text, **kwargs)
 

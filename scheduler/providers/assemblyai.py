@@ -38,6 +38,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -207,6 +208,8 @@ def classify_error(
         return Transient(text, **kwargs)
     if status < 400:
         return Transient(text, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     return RejectedInput(text, **kwargs)
 
 

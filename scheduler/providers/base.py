@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from scheduler.config.schema import ProviderConfig
+    from scheduler.providers.listing import ModelInfo
 
 
 class Adapter:
@@ -95,6 +96,13 @@ class Adapter:
         if result.output:
             yield TextDelta(result.output)
         yield result
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The models the provider serves now, through its own list endpoint (`sched models`,
+        `models-check`). Raises NoListing where it has none, a ProviderError when it fails."""
+        from scheduler.providers.listing import NoListing
+
+        raise NoListing(f"the {self.config.adapter} adapter reads no model list")
 
     # One method per task kind. The base refuses, so an adapter implements only the kinds it
     # declares in `kinds` (the dispatcher never offers it others).

@@ -19,12 +19,13 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -32,7 +33,12 @@ from scheduler.errors import (
     Transient,
 )
 from scheduler.providers.base import Adapter, reported_count
-from scheduler.providers.http_errors import error_text, page_title_or_text, transport_error
+from scheduler.providers.http_errors import (
+    error_text,
+    is_model_gone,
+    page_title_or_text,
+    transport_error,
+)
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     ProviderResult,
@@ -42,6 +48,9 @@ from scheduler.tasks import (
     estimate_tokens,
     text_usage,
 )
+
+if TYPE_CHECKING:
+    from scheduler.providers.listing import ModelInfo
 
 # "You are using a Trial key, which is limited to 1000 API calls / month." -- per month, not
 # per minute: waiting seconds will not help.
@@ -55,6 +64,9 @@ class CohereAdapter(Adapter):
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
     default_base_url: ClassVar[str | None] = "https://api.cohere.com"
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await list_cohere_models(self)
 
     _client: Any = None
 
@@ -155,6 +167,32 @@ class CohereAdapter(Adapter):
         )
 
 
+async def list_cohere_models(adapter: CohereAdapter) -> list[ModelInfo]:
+    """`GET /v1/models` (`page_size`, `next_page_token`), over the shared client."""
+    from scheduler.providers.listing import get_json, parse_cohere
+
+    def classify(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        return classify_error(status, headers, raw, provider=adapter.name, secret=adapter.api_key)
+
+    models: list[ModelInfo] = []
+    params = {"page_size": "1000"}
+    while True:
+        data = await get_json(
+            adapter.http,
+            f"{adapter.base_url}/v1/models",
+            provider=adapter.name,
+            timeout_s=adapter.timeout_s,
+            headers={"Authorization": f"Bearer {adapter.api_key}"} if adapter.api_key else {},
+            params=params,
+            classify=classify,
+        )
+        models += parse_cohere(data)
+        token = data.get("next_page_token")
+        if not isinstance(token, str) or not token:
+            return models
+        params = {"page_size": "1000", "page_token": token}
+
+
 def _count(value: object) -> int | None:
     return reported_count(value)
 
@@ -217,7 +255,9 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 499) or status >= 500 or status == 0:
         return Transient(text, retry_after=hint, **kwargs)
-    # 400 too many tokens / bad field, 404 unknown model, 422, 498 blocked by usage guidelines.
+    if is_model_gone(status, body, message):
+        return ModelUnavailable(text, **kwargs)
+    # 400 too many tokens / bad field, 422, 498 blocked by usage guidelines.
     return RejectedInput(text, **kwargs)
 
 

@@ -33,6 +33,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -164,6 +165,8 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 425) or status >= 500 or status < 400:
         return Transient(text, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     return RejectedInput(text, **kwargs)
 
 

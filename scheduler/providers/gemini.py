@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from scheduler.errors import (
     AuthFailed,
     InputError,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -32,7 +33,7 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter, reported_count
-from scheduler.providers.http_errors import transport_error
+from scheduler.providers.http_errors import is_model_gone, transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     MultimodalTask,
@@ -45,6 +46,8 @@ from scheduler.tasks import (
 
 if TYPE_CHECKING:
     from google.genai import Client
+
+    from scheduler.providers.listing import ModelInfo
 
 API_VERSION = "v1beta"
 
@@ -195,6 +198,34 @@ class GeminiAdapter(Adapter):
             output_tokens = thoughts + estimate_tokens(output)
         return output, str(response.model_version or model), prompt_tokens, output_tokens
 
+    async def list_models(self) -> list[ModelInfo]:
+        """`models.list` (`GET /v1beta/models`, `pageSize`, `nextPageToken`), over our client."""
+        from scheduler.providers.listing import get_json, parse_gemini
+
+        if not self.api_key:
+            raise AuthFailed("no API key", provider=self.name)
+
+        def classify(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+            return classify_error(status, raw, headers, provider=self.name, secret=self.api_key)
+
+        models: list[ModelInfo] = []
+        params = {"pageSize": "1000"}
+        while True:
+            data = await get_json(
+                self.http,
+                f"{self.base_url}/{API_VERSION}/models",
+                provider=self.name,
+                timeout_s=self.timeout_s,
+                headers={"x-goog-api-key": self.api_key},
+                params=params,
+                classify=classify,
+            )
+            models += parse_gemini(data)
+            token = data.get("nextPageToken")
+            if not isinstance(token, str) or not token:
+                return models
+            params = {"pageSize": "1000", "pageToken": token}
+
     def _classify(self, exc: Any) -> ProviderError:
         """The SDK's APIError (code, status, message, details = the decoded body) -> taxonomy."""
         response = getattr(exc, "response", None)
@@ -291,6 +322,8 @@ def classify_error(
     if status in (408, 409, 425, 499) or status >= 500 or status < 400:
         hint = retry_hint(headers, body, now=now)
         return Transient(text, provider=provider, status=status, retry_after=hint)
+    if is_model_gone(status, error, message):  # 404 NOT_FOUND "models/X is not found ..."
+        return ModelUnavailable(text, provider=provider, status=status)
     return RejectedInput(text, provider=provider, status=status)
 
 

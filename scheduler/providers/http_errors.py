@@ -6,7 +6,8 @@ lives here: decode the body as JSON (or keep None), find the provider's own word
 adapter's `message_of`), else fall back to an HTML page's `<title>` or the start of the text,
 take the retry hint from the headers or the body, and build the one-line, redacted message.
 
-Also shared: the Transient that a transport failure (timeout, refused connection) becomes, and
+Also shared: whether an answer says the model itself is gone (`is_model_gone`, one table for
+every adapter), the Transient that a transport failure (timeout, refused connection) becomes, and
 reading a successful answer that must be a JSON object.
 """
 
@@ -30,6 +31,66 @@ _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 MAX_FALLBACK_CHARS = 200  # of a body that is neither the provider's JSON nor a titled page
 MAX_TEXT_CHARS = 300  # of the error message an adapter raises
 
+# Error codes / types providers give a model they do not serve (OpenAI, Groq, Mistral, Together,
+# OpenRouter, DeepInfra: `error.code`; Groq adds `model_decommissioned`; Google: NOT_FOUND).
+_MODEL_GONE_CODES = frozenset(
+    {
+        "model_not_found",
+        "model_decommissioned",
+        "model_deprecated",
+        "model_not_available",
+        "model_retired",
+        "unknown_model",
+        "invalid_model",
+    }
+)
+# Sunset wording (Groq "has been decommissioned and is no longer supported", Anthropic "model:
+# X" with not_found_error, Gemini "models/X is not found for API version v1beta", OpenAI "The
+# model `X` does not exist"). Text alone counts only when it is about a model, so a retired
+# *parameter* ("max_tokens is no longer supported") stays a rejected input.
+_SUNSET_TEXT = re.compile(
+    r"(?:has been|was|is being|is) (?:decommissioned|retired|sunset|shut down|discontinued|"
+    r"removed|deprecated and (?:removed|shut down))|is no longer (?:supported|available|served)"
+    r"|reached (?:its )?end of life|\bnot found\b|does not exist|unknown model|no such model",
+    re.IGNORECASE,
+)
+_MODEL_WORD = re.compile(r"\bmodels?\b", re.IGNORECASE)
+
+
+def _codes(body: object) -> set[str]:
+    """Every error `code`, `type` and `status` string in a decoded body, at the top level and in
+    its `error` object (the shapes the providers use)."""
+    found: set[str] = set()
+    if isinstance(body, list) and body:
+        body = body[0]
+    for part in (body, body.get("error") if isinstance(body, Mapping) else None):
+        if isinstance(part, Mapping):
+            for key in ("code", "type", "status", "error_code", "reason"):
+                value = part.get(key)
+                if isinstance(value, str):
+                    found.add(value.lower())
+    return found
+
+
+def is_model_gone(status: int, body: object, message: str) -> bool:
+    """Whether a failed answer says the model asked for is retired or unknown there.
+
+    410 Gone always; a 404 or 400 with a model-gone code (`model_not_found`,
+    `model_decommissioned`, ...), or whose message says a *model* was decommissioned, is no
+    longer supported, or is not found. A 404 that names no model (a wrong base URL) is not.
+    """
+    if status == 410:
+        return True
+    if status not in (400, 404, 422):
+        return False
+    if _codes(body) & _MODEL_GONE_CODES:
+        return True
+    if not _MODEL_WORD.search(message):
+        return False
+    if status == 404:
+        return True  # "model: X", "The model `X` does not exist", "models/X is not found"
+    return bool(_SUNSET_TEXT.search(message))
+
 
 @dataclass(frozen=True)
 class ErrorAnswer:
@@ -40,6 +101,11 @@ class ErrorAnswer:
     message: str  # the provider's own words (or the page title / start of the text)
     text: str  # "HTTP 429: <message>", redacted, at most MAX_TEXT_CHARS characters
     retry_after: float | None  # the hint from the headers, else from the body
+
+    @property
+    def model_gone(self) -> bool:
+        """The answer says the model is retired or unknown (see `is_model_gone`)."""
+        return is_model_gone(self.status, self.body, self.message)
 
     def fields(self, provider: str, *, with_hint: bool = True) -> dict[str, Any]:
         """Keyword arguments for `ProviderError(text, **fields)`; `with_hint=False` leaves the
@@ -144,6 +210,7 @@ __all__ = [
     "decode_json",
     "error_parts",
     "error_text",
+    "is_model_gone",
     "json_object",
     "not_json",
     "page_title_or_text",

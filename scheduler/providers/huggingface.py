@@ -25,6 +25,7 @@ import httpx
 from scheduler.errors import (
     AuthFailed,
     InputError,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -221,6 +222,8 @@ def classify_error(
             if estimated is not None and estimated >= 0:
                 hint = estimated
         return Transient(text, retry_after=hint, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     return RejectedInput(text, **kwargs)
 
 

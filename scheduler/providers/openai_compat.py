@@ -26,12 +26,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -60,6 +61,9 @@ from scheduler.tasks import (
     estimate_tokens,
     text_usage,
 )
+
+if TYPE_CHECKING:
+    from scheduler.providers.listing import ModelInfo
 
 # error.type / error.code values that mean "no more money or quota", not "slow down".
 _QUOTA_CODES = frozenset(
@@ -370,6 +374,24 @@ class OpenAICompatAdapter(Adapter):
             )
         return _FORMAT_MEDIA_TYPES.get(fmt, "application/octet-stream")
 
+    # -- model list --------------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        """`GET /models`: OpenAI's envelope (Groq, Mistral, DeepInfra, Fireworks, local servers),
+        OpenRouter's with prices and `:free` ids, or Together's bare list."""
+        from scheduler.providers.listing import get_json, parse_openai
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        data = await get_json(
+            self.http,
+            f"{self.base_url}/models",
+            provider=self.name,
+            timeout_s=self.timeout_s,
+            headers=headers,
+            classify=self._classify,
+        )
+        return parse_openai(data if "data" in data else data.get("models", data))
+
     # -- shared ------------------------------------------------------------------------------
 
     def _raise_body_error(
@@ -591,6 +613,8 @@ def classify_error(
         return Transient(text, **kwargs)
     if status == 200:  # an error object inside a successful answer
         return Transient(text, **kwargs)
+    if answer.model_gone:
+        return ModelUnavailable(text, **kwargs)
     return RejectedInput(text, **kwargs)
 
 

@@ -40,6 +40,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -51,6 +52,7 @@ from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.http_errors import (
     decode_json,
     error_parts,
+    is_model_gone,
     page_title_or_text,
     transport_error,
 )
@@ -363,7 +365,9 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 425) or status >= 500:
         return Transient(text, **kwargs)
-    return RejectedInput(text, **kwargs)  # 400, 404 (no such model/version), 413, 422
+    if is_model_gone(status, body, f"{title} {detail}"):
+        return ModelUnavailable(text, **kwargs)  # no such model (or version) any more
+    return RejectedInput(text, **kwargs)  # 400, 413, 422
 
 
 def _from_sdk_error(exc: Any, provider: str, secret: str | None) -> ProviderError:

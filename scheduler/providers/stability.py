@@ -29,6 +29,7 @@ import httpx
 
 from scheduler.errors import (
     AuthFailed,
+    ModelUnavailable,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -40,6 +41,7 @@ from scheduler.providers.base import Adapter
 from scheduler.providers.http_errors import (
     decode_json,
     error_parts,
+    is_model_gone,
     page_title_or_text,
     transport_error,
 )
@@ -202,6 +204,8 @@ def classify_error(
         return AuthFailed(text, **kwargs)
     if status in (408, 409, 425) or status >= 500:
         return Transient(text, **kwargs)
+    if is_model_gone(status, {"code": name}, message):
+        return ModelUnavailable(text, **kwargs)
     return RejectedInput(text, **kwargs)  # 400, 404, 413, 422: this request will not work
 
 

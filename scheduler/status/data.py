@@ -53,6 +53,14 @@ def quota_json(
                 "calls_24h": report.calls_24h,
                 "failures_24h": report.failures_24h,
                 "failure_rate_24h": report.failure_rate_24h,
+                "retired_models": [
+                    {
+                        "model": m.model,
+                        "since": format_instant(int(m.since), "UTC"),
+                        "reason": m.reason,
+                    }
+                    for m in report.retired
+                ],
                 "windows": [
                     {
                         "metric": w.metric,
