@@ -33,7 +33,7 @@ from scheduler.errors import (
 )
 from scheduler.providers.ai21 import AI21Adapter, classify_error
 from scheduler.providers.http import make_client
-from scheduler.tasks import ProviderResult, TextTask
+from scheduler.tasks import Message, ProviderResult, TextTask
 from tests.conftest import clean_env, run_cli, write_config
 from tests.fakes import ai21_shapes as shapes
 from tests.fakes.server import FakeServer, Reply
@@ -118,6 +118,28 @@ def test_max_tokens_is_clamped_to_4096_and_omitted_when_unset(
     assert body.get("max_tokens") == sent
     assert ("max_tokens" in body) == (sent is not None)
     assert body["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+def test_a_conversation_with_temperature_and_stop_reaches_the_wire(fake: FakeServer) -> None:
+    messages = (
+        Message("system", "Be brief."),
+        Message("user", "Name a colour."),
+        Message("assistant", "Red."),
+        Message("user", "Another."),
+    )
+    task = TextTask(messages=messages, temperature=0.2, stop=("\n",))
+    succeed(fake, shapes.chat_ok(), task=task)
+    assert fake.requests()[0].json() == {
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Red."},
+            {"role": "user", "content": "Another."},
+        ],
+        "temperature": 0.2,
+        "stop": ["\n"],
+    }
 
 
 def test_base_url_prefix_and_trailing_slash(fake: FakeServer) -> None:

@@ -30,6 +30,7 @@ from scheduler.errors import (
     Transient,
 )
 from scheduler.providers.base import Adapter, reported_count
+from scheduler.providers.chat import openai_messages, openai_sampling
 from scheduler.providers.http_errors import error_parts, json_object, read_error, transport_error
 from scheduler.tasks import ProviderResult, TaskKind, TextTask, estimate_tokens, text_usage
 
@@ -50,11 +51,11 @@ class AI21Adapter(Adapter):
     default_base_url: ClassVar[str | None] = "https://api.ai21.com"
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        messages = []
-        if task.system:
-            messages.append({"role": "system", "content": task.system})
-        messages.append({"role": "user", "content": task.prompt})
-        body: dict[str, Any] = {"model": model, "messages": messages}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": openai_messages(task),
+            **openai_sampling(task),
+        }
         if task.max_tokens:
             body["max_tokens"] = min(task.max_tokens, MAX_OUTPUT_TOKENS)
         headers = {"content-type": "application/json"}

@@ -88,7 +88,8 @@ def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def gemini_contents(task: TextTask) -> list[dict[str, Any]]:
     """Gemini's `contents`: roles user and model, parts of text and inline data (the system
-    prompt goes to `system_instruction`)."""
+    prompt goes to `system_instruction`). Consecutive turns of one role are merged: Gemini
+    wants a conversation to alternate, as Anthropic does."""
     contents: list[dict[str, Any]] = []
     for message in task.messages:
         if message.role == "system":
@@ -101,7 +102,10 @@ def gemini_contents(task: TextTask) -> list[dict[str, Any]]:
             else:
                 parts.append({"inline_data": {"mime_type": part.mime_type, "data": part.data}})
         role = "model" if message.role == "assistant" else "user"
-        contents.append({"role": role, "parts": parts})
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"] += parts
+        else:
+            contents.append({"role": role, "parts": parts})
     return contents
 
 

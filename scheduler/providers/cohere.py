@@ -1,4 +1,4 @@
-"""Cohere v2 Chat (`POST /v2/chat`) through the `cohere` SDK's async v2 client.
+"""Cohere v2 Chat (`POST /v2/chat`) through the `cohere` SDK's async v2 client, whole or streamed.
 
 The SDK supplies the URL joining, bearer auth and status-to-exception mapping; its own retries are
 off (`max_retries=0` on the client and on every call), ours is the only retry loop. We call the
@@ -14,11 +14,12 @@ its text; 402 is a billing limit that lifts at the start of next month.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -33,17 +34,20 @@ from scheduler.errors import (
     Transient,
 )
 from scheduler.providers.base import Adapter, reported_count
+from scheduler.providers.chat import openai_messages
 from scheduler.providers.http_errors import (
     error_text,
     is_model_gone,
     page_title_or_text,
     transport_error,
 )
+from scheduler.providers.sse import read_events
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     ProviderResult,
     RateLimitReport,
     TaskKind,
+    TextDelta,
     TextTask,
     estimate_tokens,
     text_usage,
@@ -57,6 +61,8 @@ if TYPE_CHECKING:
 _MONTHLY = re.compile(r"/\s*month|per month|monthly", re.IGNORECASE)
 # The trial per-minute window is rolling: a slot comes back within a minute.
 _TRIAL_WINDOW_S = 60.0
+# finish_reason values that mean the generation failed, not that it ended (SDK ChatFinishReason).
+_FAILED_FINISH = frozenset({"ERROR", "TIMEOUT"})
 
 
 class CohereAdapter(Adapter):
@@ -64,6 +70,7 @@ class CohereAdapter(Adapter):
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text"})
     default_base_url: ClassVar[str | None] = "https://api.cohere.com"
+    can_stream: ClassVar[bool] = True
 
     async def list_models(self) -> list[ModelInfo]:
         return await list_cohere_models(self)
@@ -87,24 +94,78 @@ class CohereAdapter(Adapter):
         return self._client
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        messages = []
-        if task.system:
-            messages.append({"role": "system", "content": task.system})
-        messages.append({"role": "user", "content": task.prompt})
-        kwargs: dict[str, Any] = {"model": model, "messages": messages}
-        if task.max_tokens:
-            kwargs["max_tokens"] = task.max_tokens
-        response = await self._chat(kwargs)
+        response = await self._chat(_request(task, model))
         return self._result(response, task, model, time.time())
 
+    async def stream_text(
+        self, task: TextTask, *, model: str
+    ) -> AsyncIterator[TextDelta | ProviderResult]:
+        """`client.v2.chat_stream` (`stream: true`): server-sent events `message-start`,
+        `content-start`, `content-delta` (the text in `delta.message.content.text`),
+        `content-end`, and `message-end` with `delta.finish_reason` and `delta.usage`
+        (`tokens`, `billed_units`) (Cohere docs "A Guide to Streaming Responses"; SDK 7.x
+        `AsyncRawV2Client.chat_stream`, which reads them with an SSE EventSource). The SDK
+        sends the request and raises its status errors; we read the events of the raw response
+        ourselves, as sse.py does for the others: the SDK's own reader skips an event it
+        cannot parse with only a log line, which would drop text and bill it as whole."""
+        written: list[str] = []
+        finish: str | None = None
+        usage: object = None
+        with self._translated():
+            async with self._sdk().with_raw_response.chat_stream(
+                **_request(task, model), request_options=self._request_options()
+            ) as raw:
+                response: httpx.Response = raw.response
+                async for name, event in read_events(
+                    response, provider=self.name, timeout_s=self.timeout_s
+                ):
+                    if not isinstance(event, dict):
+                        continue
+                    kind = event.get("type", name)
+                    if kind == "content-delta":
+                        piece = _delta_text(event)
+                        if piece:
+                            written.append(piece)
+                            yield TextDelta(piece)
+                    elif kind == "message-end":
+                        delta = event.get("delta")
+                        delta = delta if isinstance(delta, dict) else {}
+                        finish = str(delta.get("finish_reason") or "COMPLETE")
+                        usage = delta.get("usage")
+                headers = response.headers
+        if finish is None:
+            raise Transient("stream ended before message-end", provider=self.name, status=200)
+        if finish in _FAILED_FINISH:
+            raise Transient(
+                f"generation failed (finish_reason {finish})", provider=self.name, status=200
+            )
+        output = "".join(written)
+        yield ProviderResult(
+            output=output,
+            model=model,  # the v2 stream does not name the model either
+            usage=_usage(task, output, usage),
+            rate_limits=rate_limit_reports(headers, now=time.time()),
+        )
+
+    def _request_options(self) -> dict[str, Any]:
+        return {"max_retries": 0, "timeout": self.timeout_s}
+
     async def _chat(self, kwargs: dict[str, Any]) -> httpx.Response:
+        with self._translated():
+            raw = await self._sdk().with_raw_response.chat(
+                **kwargs, request_options=self._request_options()
+            )
+        response: httpx.Response = raw.response
+        return response
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """What the SDK raises leaves as a taxonomy error, whole answer or stream alike."""
         from cohere.core.api_error import ApiError
         from cohere.core.parse_error import ParsingError
 
         try:
-            raw = await self._sdk().with_raw_response.chat(
-                **kwargs, request_options={"max_retries": 0, "timeout": self.timeout_s}
-            )
+            yield
         except ApiError as exc:
             raise classify_error(
                 exc.status_code or 0,
@@ -121,8 +182,6 @@ class CohereAdapter(Adapter):
             ) from None
         except httpx.HTTPError as exc:
             raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
-        response: httpx.Response = raw.response
-        return response
 
     def _result(
         self, response: httpx.Response, task: TextTask, model: str, now: float
@@ -155,14 +214,10 @@ class CohereAdapter(Adapter):
             raise Transient(
                 "malformed response: message.content is not a list", provider=self.name, status=200
             )
-        input_tokens, output_tokens = _token_counts(data.get("usage"))
         return ProviderResult(
             output=output,
             model=model,  # the v2 answer does not name the model
-            usage=text_usage(
-                input_tokens if input_tokens is not None else int(task.estimate()["input_tokens"]),
-                output_tokens if output_tokens is not None else estimate_tokens(output),
-            ),
+            usage=_usage(task, output, data.get("usage")),
             rate_limits=rate_limit_reports(response.headers, now=now),
         )
 
@@ -191,6 +246,38 @@ async def list_cohere_models(adapter: CohereAdapter) -> list[ModelInfo]:
         if not isinstance(token, str) or not token:
             return models
         params = {"page_size": "1000", "page_token": token}
+
+
+def _request(task: TextTask, model: str) -> dict[str, Any]:
+    """The chat call's arguments: v2 takes OpenAI's messages (images as `image_url` parts with
+    data URLs, Cohere docs "Image Inputs"), and names stop sequences `stop_sequences`."""
+    kwargs: dict[str, Any] = {"model": model, "messages": openai_messages(task)}
+    if task.max_tokens:
+        kwargs["max_tokens"] = task.max_tokens
+    if task.temperature is not None:
+        kwargs["temperature"] = task.temperature
+    if task.stop:
+        kwargs["stop_sequences"] = list(task.stop)
+    return kwargs
+
+
+def _delta_text(event: Mapping[str, Any]) -> str:
+    """`delta.message.content.text` of a content-delta (a reasoning model's `thinking` pieces
+    are its notes, not the answer)."""
+    delta = event.get("delta")
+    message = delta.get("message") if isinstance(delta, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    text = content.get("text") if isinstance(content, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+def _usage(task: TextTask, output: str, usage: object) -> dict[str, float]:
+    """Ledger usage from a v2 `usage` object; counts it lacks fall back to the estimates."""
+    input_tokens, output_tokens = _token_counts(usage)
+    return text_usage(
+        input_tokens if input_tokens is not None else int(task.estimate()["input_tokens"]),
+        output_tokens if output_tokens is not None else estimate_tokens(output),
+    )
 
 
 def _count(value: object) -> int | None:

@@ -14,11 +14,12 @@ when the window turns. Prepaid credit running out is a 402.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scheduler.errors import (
@@ -33,12 +34,14 @@ from scheduler.errors import (
     redact,
 )
 from scheduler.providers.base import Adapter, reported_count
+from scheduler.providers.chat import gemini_contents
 from scheduler.providers.http_errors import is_model_gone, transport_error
 from scheduler.retry_hints import retry_hint
 from scheduler.tasks import (
     MultimodalTask,
     ProviderResult,
     TaskKind,
+    TextDelta,
     TextTask,
     estimate_tokens,
     text_usage,
@@ -66,6 +69,7 @@ class GeminiAdapter(Adapter):
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text", "multimodal"})
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
+    can_stream: ClassVar[bool] = True
 
     _client: Client | None = None
 
@@ -91,11 +95,79 @@ class GeminiAdapter(Adapter):
         return self._client
 
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        from google.genai import types
-
-        contents = [types.Content(role="user", parts=[types.Part.from_text(text=task.prompt)])]
-        response = await self._generate(model, contents, task.system, task.max_tokens)
+        response = await self._generate(model, _contents(task), _config(task))
         return self._result(response, model, task)
+
+    async def stream_text(
+        self, task: TextTask, *, model: str
+    ) -> AsyncIterator[TextDelta | ProviderResult]:
+        """`streamGenerateContent?alt=sse`: each event is a whole GenerateContentResponse
+        holding the next text parts; `usageMetadata` is a running total, complete in the last
+        event, which also carries the `finishReason` (ai.google.dev/api/generate-content,
+        "streamGenerateContent"). A stream that ends without a finishReason was cut short."""
+        written: list[str] = []
+        usage: Any = None  # the latest usageMetadata: a running total
+        answered_by = model
+        finish = ""
+        chunks: Any = None
+        try:
+            with self._translated():
+                chunks = await self._sdk().aio.models.generate_content_stream(
+                    model=model, contents=_contents(task), config=_config(task)
+                )
+                async for chunk in chunks:
+                    piece, reason = self._piece(chunk)
+                    finish = reason or finish
+                    answered_by = str(chunk.model_version or answered_by)
+                    usage = chunk.usage_metadata or usage
+                    if piece:
+                        written.append(piece)
+                        yield TextDelta(piece)
+        finally:
+            await _close(chunks)
+        output = "".join(written)
+        if not finish:
+            raise Transient("stream ended before its finishReason", provider=self.name, status=200)
+        if not output and finish in _REFUSED_FINISH:
+            raise RejectedInput(
+                f"answer withheld: finishReason {finish}", provider=self.name, status=200
+            )
+        prompt_tokens, output_tokens = _token_counts(usage, output) if usage else (None, None)
+        yield ProviderResult(
+            output=output,
+            model=answered_by,
+            usage=_usage(task, output, prompt_tokens, output_tokens),
+        )
+
+    def _piece(self, chunk: Any) -> tuple[str, str]:
+        """(answer text, finishReason or "") of one streamed GenerateContentResponse. A
+        blocked prompt arrives as an event with `promptFeedback.blockReason` and no
+        candidates; an event without candidates otherwise (usage only) adds nothing."""
+        try:
+            candidates = chunk.candidates or []
+            if not candidates:
+                self._raise_if_blocked(chunk)
+                return "", ""
+            candidate = candidates[0]
+            parts = (candidate.content.parts if candidate.content else None) or []
+            text = "".join(part.text for part in parts if part.text and not part.thought)
+            finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else ""
+        except (AttributeError, TypeError):
+            raise Transient(
+                "malformed response: unexpected candidate shape", provider=self.name, status=200
+            ) from None
+        return text, finish
+
+    def _raise_if_blocked(self, response: Any) -> None:
+        feedback = response.prompt_feedback
+        reason = getattr(feedback, "block_reason", None) if feedback else None
+        if reason:
+            detail = getattr(feedback, "block_reason_message", None) or ""
+            raise RejectedInput(
+                redact(f"prompt blocked: {_enum_name(reason)} {detail}".strip(), self.api_key),
+                provider=self.name,
+                status=200,
+            )
 
     async def multimodal(self, task: MultimodalTask, *, model: str) -> ProviderResult:
         from google.genai import types
@@ -109,67 +181,64 @@ class GeminiAdapter(Adapter):
             types.Part.from_bytes(data=data, mime_type=task.mime_type),
         ]
         contents = [types.Content(role="user", parts=parts)]
-        response = await self._generate(model, contents, None, task.max_tokens)
+        response = await self._generate(model, contents, _config(task))
         return self._result(response, model, task)
 
     def _result(self, response: Any, model: str, task: TextTask | MultimodalTask) -> ProviderResult:
         """The answer and its usage; counts the provider left out fall back to the estimates."""
         output, result_model, prompt_tokens, output_tokens = self._read(response, model)
-        usage = text_usage(
-            prompt_tokens if prompt_tokens is not None else int(task.estimate()["input_tokens"]),
-            output_tokens if output_tokens is not None else estimate_tokens(output),
-        )
+        usage = _usage(task, output, prompt_tokens, output_tokens)
         if isinstance(task, MultimodalTask) and task.is_audio and task.audio_seconds:
             usage["audio_seconds"] = task.audio_seconds  # measured before the call
         return ProviderResult(output=output, model=result_model, usage=usage)
 
-    async def _generate(
-        self, model: str, contents: list[Any], system: str | None, max_tokens: int | None
-    ) -> Any:
+    async def _generate(self, model: str, contents: list[Any], config: Any) -> Any:
         """One `generateContent` call; every failure leaves as a taxonomy error."""
-        import httpx
-        from google.genai import errors, types
-
-        config = types.GenerateContentConfig(
-            system_instruction=system or None,
-            max_output_tokens=max_tokens or None,
-            # One request per call: no function-calling loop, no continuation follow-ups.
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            automatic_continuation=False,
-        )
-        try:
+        with self._translated():
             return await self._sdk().aio.models.generate_content(
                 model=model, contents=contents, config=config
             )
-        except errors.APIError as exc:
-            raise self._classify(exc) from None
-        except httpx.TransportError as exc:
-            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Whatever the SDK raises inside leaves as a taxonomy error, whole call or stream
+        alike; our own ProviderErrors pass, and so does anything that is not the provider's
+        doing (a bug here should surface as one)."""
+        try:
+            yield
+        except ProviderError:
+            raise
+        except Exception as exc:
+            error = self._failure(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _failure(self, exc: Exception) -> ProviderError | None:
+        """The taxonomy error for one exception the SDK raised, or None when it is not one."""
+        import httpx
+        from google.genai import errors
+
+        if isinstance(exc, errors.APIError):  # an error answer, or an error event mid-stream
+            return self._classify(exc)
+        if isinstance(exc, httpx.TransportError):  # refused, timed out, or cut mid-stream
+            return transport_error(exc, provider=self.name, timeout_s=self.timeout_s)
+        if isinstance(exc, ValueError | TypeError | KeyError | AttributeError):
             # A 200 whose body is not JSON or not the documented shape (the SDK's json.loads
             # and pydantic models raise these).
-            raise Transient(
+            return Transient(
                 redact(f"malformed response: {type(exc).__name__}", self.api_key),
                 provider=self.name,
                 status=200,
-            ) from None
+            )
+        return None
 
     def _read(self, response: Any, model: str) -> tuple[str, str, int | None, int | None]:
         """(text, model, prompt tokens, output tokens) from a GenerateContentResponse."""
         try:
             candidates = response.candidates or []
             if not candidates:
-                feedback = response.prompt_feedback
-                reason = getattr(feedback, "block_reason", None) if feedback else None
-                if reason:
-                    detail = getattr(feedback, "block_reason_message", None) or ""
-                    raise RejectedInput(
-                        redact(
-                            f"prompt blocked: {_enum_name(reason)} {detail}".strip(), self.api_key
-                        ),
-                        provider=self.name,
-                        status=200,
-                    )
+                self._raise_if_blocked(response)
                 raise Transient("malformed response: no candidates", provider=self.name, status=200)
             candidate = candidates[0]
             if candidate.content is None and candidate.finish_reason is None:
@@ -185,17 +254,11 @@ class GeminiAdapter(Adapter):
                     f"answer withheld: finishReason {finish}", provider=self.name, status=200
                 )
             meta = response.usage_metadata
-            prompt_tokens = _count(meta.prompt_token_count) if meta else None
-            answer_tokens = _count(meta.candidates_token_count) if meta else None
-            thoughts = (_count(meta.thoughts_token_count) if meta else None) or 0
+            prompt_tokens, output_tokens = _token_counts(meta, output) if meta else (None, None)
         except (AttributeError, TypeError):
             raise Transient(
                 "malformed response: unexpected candidate shape", provider=self.name, status=200
             ) from None
-        # Thinking tokens are billed as output tokens, so they count against the budget too.
-        output_tokens = answer_tokens + thoughts if answer_tokens is not None else None
-        if output_tokens is None and thoughts:
-            output_tokens = thoughts + estimate_tokens(output)
         return output, str(response.model_version or model), prompt_tokens, output_tokens
 
     async def list_models(self) -> list[ModelInfo]:
@@ -237,6 +300,65 @@ class GeminiAdapter(Adapter):
             provider=self.name,
             secret=self.api_key,
         )
+
+
+def _config(task: TextTask | MultimodalTask) -> Any:
+    """The GenerateContentConfig of one call: the system prompt, output cap, temperature and
+    stop sequences a text task sets (unset ones are left to the model's defaults)."""
+    from google.genai import types
+
+    text = task if isinstance(task, TextTask) else None
+    return types.GenerateContentConfig(
+        system_instruction=(text.system if text else None) or None,
+        max_output_tokens=task.max_tokens or None,
+        temperature=text.temperature if text else None,
+        stop_sequences=list(text.stop) if text and text.stop else None,
+        # One request per call: no function-calling loop, no continuation follow-ups.
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        automatic_continuation=False,
+    )
+
+
+def _contents(task: TextTask) -> list[Any]:
+    """The task's conversation as the SDK's Content models (chat.gemini_contents' dicts,
+    validated here, so a shape the SDK does not know fails before any request)."""
+    from google.genai import types
+
+    return [types.Content.model_validate(content) for content in gemini_contents(task)]
+
+
+def _usage(
+    task: TextTask | MultimodalTask,
+    output: str,
+    prompt_tokens: int | None,
+    output_tokens: int | None,
+) -> dict[str, float]:
+    """Ledger usage from the provider's counts; those it left out fall back to the estimates."""
+    return text_usage(
+        prompt_tokens if prompt_tokens is not None else int(task.estimate()["input_tokens"]),
+        output_tokens if output_tokens is not None else estimate_tokens(output),
+    )
+
+
+def _token_counts(meta: Any, output: str) -> tuple[int | None, int | None]:
+    """(prompt tokens, output tokens) of a usageMetadata. Thinking tokens are billed as output
+    tokens, so they count against the budget too."""
+    prompt_tokens = _count(meta.prompt_token_count)
+    answer_tokens = _count(meta.candidates_token_count)
+    thoughts = _count(meta.thoughts_token_count) or 0
+    output_tokens = answer_tokens + thoughts if answer_tokens is not None else None
+    if output_tokens is None and thoughts:
+        output_tokens = thoughts + estimate_tokens(output)
+    return prompt_tokens, output_tokens
+
+
+async def _close(stream: Any) -> None:
+    """Close the SDK's stream early (on a failure, or when the caller stopped reading), so its
+    response and connection go back now rather than when the generator is collected."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):  # best effort: the outcome is already decided
+            await aclose()
 
 
 def _enum_name(value: object) -> str:

@@ -4,7 +4,8 @@ One request, one `SseStream`: it sends the POST, turns an error answer into the 
 classified error before any event (so the dispatcher may still fall over), and then yields each
 event's name and decoded JSON. A stream that breaks after it started (the connection dropped, a
 read timed out, a line that is not JSON) raises a `Transient` saying so: the dispatcher keeps
-what arrived. Parsing the `text/event-stream` lines is httpx-sse's job.
+what arrived. Parsing the `text/event-stream` lines is httpx-sse's job. `read_events` reads a
+stream whose request an SDK already sent (Cohere's), with the same rules.
 """
 
 from __future__ import annotations
@@ -92,30 +93,45 @@ class SseStream:
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
         """(event name, JSON data) per event; `message` is the name when the server sends none.
         OpenAI's closing `data: [DONE]` ends the iteration."""
-        source = EventSource(self.response)
-        try:
-            async for event in source.aiter_sse():
-                if not event.data:
-                    continue
-                if event.data.strip() == "[DONE]":
-                    return
-                try:
-                    data = json.loads(event.data)
-                except ValueError:
-                    raise Transient(
-                        "malformed response: a stream event is not JSON",
-                        provider=self._provider,
-                        status=200,
-                    ) from None
-                yield event.event or "message", data
-        except httpx.HTTPError as exc:
-            raise self._broken(exc, started=True) from None
+        async for event in read_events(
+            self.response, provider=self._provider, timeout_s=self._timeout_s
+        ):
+            yield event
 
     def _broken(self, exc: httpx.HTTPError, *, started: bool) -> Transient:
-        error = transport_error(exc, provider=self._provider, timeout_s=self._timeout_s)
-        if started:
-            error = Transient(f"stream broke: {error}", provider=self._provider)
-        return error
+        return _broken(exc, provider=self._provider, timeout_s=self._timeout_s, started=started)
+
+
+async def read_events(
+    response: httpx.Response, *, provider: str, timeout_s: float
+) -> AsyncIterator[tuple[str, Any]]:
+    """The events of a streamed answer that is already open (an SDK sent the request and
+    checked its status): the same reading, and the same errors, as `SseStream.events`."""
+    source = EventSource(response)
+    try:
+        async for event in source.aiter_sse():
+            if not event.data:
+                continue
+            if event.data.strip() == "[DONE]":
+                return
+            try:
+                data = json.loads(event.data)
+            except ValueError:
+                raise Transient(
+                    "malformed response: a stream event is not JSON",
+                    provider=provider,
+                    status=200,
+                ) from None
+            yield event.event or "message", data
+    except httpx.HTTPError as exc:
+        raise _broken(exc, provider=provider, timeout_s=timeout_s, started=True) from None
+
+
+def _broken(exc: httpx.HTTPError, *, provider: str, timeout_s: float, started: bool) -> Transient:
+    error = transport_error(exc, provider=provider, timeout_s=timeout_s)
+    if started:
+        error = Transient(f"stream broke: {error}", provider=provider)
+    return error
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:
@@ -129,4 +145,4 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
     return b"".join(chunks)[:cap]
 
 
-__all__ = ["MAX_ERROR_BODY", "Classifier", "SseStream"]
+__all__ = ["MAX_ERROR_BODY", "Classifier", "SseStream", "read_events"]

@@ -5,6 +5,15 @@ success body; Cohere docs "Errors" for the statuses and example messages (`{"id"
 bodies); docs "Rate limits" for the trial key (20 chat calls a minute, 1,000 calls a month).
 The `x-trial-endpoint-call-*` and `x-endpoint-monthly-call-limit` headers are undocumented but
 observed on successful calls (2026); a 429 carries none of them and no `retry-after`.
+
+Streams (`stream_chunks`): the same `POST /v2/chat` with `"stream": true` answers server-sent
+events, each named by `event:` and carrying its `type` again in the JSON `data:` (Cohere docs
+"A Guide to Streaming Responses", docs.cohere.com/v2/docs/streaming; SDK 7.x
+`AsyncRawV2Client.chat_stream` reads them with an SSE EventSource and stops at `data: [DONE]`;
+event models in `v2/types/v2chat_stream_response.py`): `message-start` (`id`, `delta.message`
+with role assistant), `content-start` (`index`, an empty text part), `content-delta`
+(`delta.message.content.text`), `content-end`, and `message-end` with `delta.finish_reason`
+and `delta.usage.{billed_units, tokens}`.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ __all__ = [
     "mount_cohere_ok",
     "payment_required",
     "server_error",
+    "stream_chunks",
     "trial_headers",
     "trial_per_minute",
     "trial_per_month",
@@ -88,6 +98,50 @@ def chat_ok(
         },
         headers=dict(headers or {}),
     )
+
+
+def stream_chunks(
+    pieces: list[str],
+    *,
+    input_tokens: int = 71,
+    output_tokens: int = 9,
+    billed_input: int = 5,
+    billed_output: int = 9,
+    finish_reason: str = "COMPLETE",
+    end: bool = True,
+    done: bool = False,
+) -> list[bytes]:
+    """A streamed chat answer as SSE events; `end=False` leaves out content-end and
+    message-end (a stream that stops early), `done` adds the `data: [DONE]` the SDK accepts."""
+    from tests.fakes.openai_shapes import sse
+
+    def event(kind: str, **data: object) -> bytes:
+        return sse({"type": kind, **data}, event=kind)
+
+    ident = f"c14c80c3-18eb-4519-9460-{next(_ids):012d}"
+    start = {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": []}}
+    out = [
+        event("message-start", id=ident, delta=start),
+        event(
+            "content-start",
+            index=0,
+            delta={"message": {"content": {"type": "text", "text": ""}}},
+        ),
+    ]
+    for piece in pieces:
+        out.append(event("content-delta", index=0, delta={"message": {"content": {"text": piece}}}))
+    if end:
+        usage = {
+            "billed_units": {"input_tokens": billed_input, "output_tokens": billed_output},
+            "tokens": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+        out.append(event("content-end", index=0))
+        out.append(
+            event("message-end", id=ident, delta={"finish_reason": finish_reason, "usage": usage})
+        )
+    if done:
+        out.append(b"data: [DONE]\n\n")
+    return out
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:

@@ -21,6 +21,12 @@ against the real shapes. Sources, each reproduced below:
   (google-gemini/gemini-cli#1614, 2025-06).
 - 400 token limit, 404 `NOT_FOUND` model text, 403 `PERMISSION_DENIED`, 500 `INTERNAL`,
   503 `UNAVAILABLE`: /work/shared/providers/text-llm.md "Google Gemini — native".
+- Streams (`stream_chunks`): `POST .../models/{model}:streamGenerateContent?alt=sse`, each SSE
+  `data:` a whole GenerateContentResponse (ai.google.dev/api/generate-content,
+  "streamGenerateContent"; the endpoint list at ai.google.dev/api names it SSE); no `[DONE]`;
+  `finishReason` and the complete `usageMetadata` in the last event. An error mid-stream is an
+  event whose data is the Google RPC envelope (google-genai `_api_client.async_request_streamed`
+  raises APIError for a `{"error": ...}` chunk).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ __all__ = [
     "permission_denied",
     "prepayment_depleted",
     "server_error",
+    "stream_chunks",
+    "stream_path",
     "token_limit",
     "unavailable",
 ]
@@ -79,6 +87,60 @@ def generate_path(model: str = DEFAULT_MODEL, prefix: str = "") -> str:
     """Path of `generateContent` for `model` when the provider's base_url is `{url}/{prefix}`."""
     head = f"/{prefix.strip('/')}" if prefix.strip("/") else ""
     return f"{head}/v1beta/models/{model}:generateContent"
+
+
+def stream_path(model: str = DEFAULT_MODEL, prefix: str = "") -> str:
+    """Path of `streamGenerateContent` (the SDK adds `?alt=sse`, which the fake ignores)."""
+    return generate_path(model, prefix).replace(":generateContent", ":streamGenerateContent")
+
+
+def stream_chunks(
+    pieces: list[str],
+    *,
+    model_version: str = DEFAULT_MODEL,
+    prompt_tokens: int = 8,
+    candidates_tokens: int = 5,
+    thoughts_tokens: int | None = None,
+    finish_reason: str = "STOP",
+    error: tuple[int, str, str] | None = None,
+) -> list[bytes]:
+    """A streamed answer: one event per piece (role `model`, running `usageMetadata` with the
+    prompt count and a partial candidates count), then the last event with an empty text part,
+    `finishReason` and the final counts. With `error` (code, status, message) an error event
+    replaces that last one, as when the model overloads mid-answer."""
+    from tests.fakes.openai_shapes import sse
+
+    def event(parts: list[dict[str, Any]], usage: dict[str, Any], finish: str | None) -> bytes:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if finish is not None:
+            candidate["finishReason"] = finish
+        return sse(
+            {
+                "candidates": [candidate],
+                "usageMetadata": usage,
+                "modelVersion": model_version,
+                "responseId": "fake-stream-0001",
+            }
+        )
+
+    out = []
+    for i, piece in enumerate(pieces, 1):
+        running = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": i}
+        running["totalTokenCount"] = prompt_tokens + i
+        out.append(event([{"text": piece}], running, None))
+    if error is not None:
+        code, status, message = error
+        out.append(sse({"error": {"code": code, "message": message, "status": status}}))
+        return out
+    final: dict[str, Any] = {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": candidates_tokens,
+        "totalTokenCount": prompt_tokens + candidates_tokens + (thoughts_tokens or 0),
+    }
+    if thoughts_tokens is not None:
+        final["thoughtsTokenCount"] = thoughts_tokens
+    out.append(event([{"text": ""}], final, finish_reason))
+    return out
 
 
 def generate_ok(
