@@ -6,13 +6,15 @@ import json
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 
 
 @app.command("check")
 def check(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Validate providers.yaml (errors name file, key path and line; exit code 2) and list
     the providers this version cannot call yet."""

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 app = typer.Typer(help="Spend, savings and budgets.", no_args_is_help=True)
 
 
@@ -16,7 +18,7 @@ def report(
     period: Annotated[
         str, typer.Option("--period", help="day (UTC) or month (UTC, from the 1st).")
     ] = "day",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Spend per provider and task kind, what free usage would have cost at list price
     ("saved"), and the budgets used and left."""

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
 
@@ -75,7 +77,7 @@ def run_once(
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """The jobs, their schedules and next run times, with zones."""
     from jobs.service import next_runs

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
     from scheduler.dispatcher import RunResult
@@ -18,7 +20,7 @@ app = typer.Typer(help="Inspect the providers of the priority table.", no_args_i
 @app.command("list")
 def list_providers(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Every provider: adapter, the task kinds it serves, whether its key is set (masked) and
     where the key came from."""
@@ -77,7 +79,7 @@ def check(
         list[str] | None,
         typer.Argument(help="Providers to check (default: every enabled provider with a key)."),
     ] = None,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """One small real call per provider, of the provider's own task kind (a chat for text
     providers, an image for image providers, a second of audio for speech providers), with its

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
+
+from scheduler.cli.context import json_flag
 
 app = typer.Typer(help="Inspect the quota ledger.", no_args_is_help=True)
 
@@ -19,7 +22,7 @@ def _number(value: float) -> str:
 @app.command("report")
 def report(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    as_json: Annotated[bool, json_flag("Print the report as one JSON object.")] = False,
 ) -> None:
     """Used, reserved and remaining quota per provider and window, next resets with their zone,
     provider state, and calls and failure rate over the last 24 hours."""

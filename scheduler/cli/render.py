@@ -80,15 +80,30 @@ def run_payload(run: RunResult, *, path: Path | None = None) -> dict[str, Any]:
         payload["segments"] = [
             {"start": seg.start, "end": seg.end, "text": seg.text} for seg in result.segments
         ]
-    if not run.ok:
-        payload["error"] = (
-            "no provider was available" if run.exit_code == 3 else "every provider failed"
-        )
+    if run.exit_code:
+        payload["error"] = failure_reason(run)
+        payload["exit_code"] = run.exit_code
     return payload
+
+
+def failure_reason(run: RunResult) -> str:
+    """Why a run did not give the whole answer, in the words of the stderr line and --json."""
+    if run.exit_code == 4:
+        return "the answer broke off after it began (kept and billed)"
+    if run.exit_code == 3:
+        return "no provider was available"
+    return "every provider failed"
 
 
 def run_json(run: RunResult, *, path: Path | None = None) -> str:
     return json.dumps(run_payload(run, path=path), ensure_ascii=False)
 
 
-__all__ = ["attempt_summary", "run_json", "run_payload", "trace_line", "trace_lines"]
+__all__ = [
+    "attempt_summary",
+    "failure_reason",
+    "run_json",
+    "run_payload",
+    "trace_line",
+    "trace_lines",
+]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scheduler.cli.context import json_flag
+
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
     from scheduler.dispatcher import RunResult
@@ -31,10 +33,9 @@ Model = Annotated[
 ]
 Json = Annotated[
     bool,
-    typer.Option(
-        "--json",
-        help="Print one JSON object: ok, task, provider, model, output, path, attempts, usage, "
-        "cost_usd.",
+    json_flag(
+        "Print one JSON object: ok, task, provider, model, output, path, attempts, usage, "
+        "cost_usd (on failure: error and exit_code too)."
     ),
 ]
 Verbose = Annotated[
@@ -191,7 +192,7 @@ def _report(
     printed: bool = False,
 ) -> None:
     """Print one run's result and trace; exit with its code when it failed."""
-    from scheduler.cli.render import run_json, trace_line, trace_lines
+    from scheduler.cli.render import failure_reason, run_json, trace_line, trace_lines
 
     if as_json:
         typer.echo(run_json(run, path=path))
@@ -206,16 +207,11 @@ def _report(
             typer.echo(line, err=True)
     for note in run.notes:
         typer.echo(f"sched: note: {note}", err=True)
-    if run.exit_code == 4:
-        if not as_json:
-            typer.echo(
-                "sched: error: the answer broke off after it began (kept and billed)", err=True
-            )
-        raise typer.Exit(4)
-    if run.exit_code:
-        if not as_json:
-            reason = "no provider was available" if run.exit_code == 3 else "every provider failed"
-            typer.echo(f"sched: error: {reason} for this {run.task.kind} task", err=True)
+    if run.exit_code:  # the stderr line with or without --json: the JSON is on stdout
+        reason = failure_reason(run)
+        if run.exit_code != 4:
+            reason += f" for this {run.task.kind} task"
+        typer.echo(f"sched: error: {reason}", err=True)
         raise typer.Exit(run.exit_code)
 
 

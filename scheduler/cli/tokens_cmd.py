@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 app = typer.Typer(
     help="Gateway tokens for sched serve: each has its own spend and request limits, held in "
     "the same ledger transaction as the provider's quota. Only a hash is stored.",
@@ -64,7 +66,7 @@ def create(
     expires: Annotated[
         str | None, typer.Option("--expires", help="30d, 12h, 2w, or a date. Default: never.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a token and print its secret: it is shown this once, and only its hash is kept."""
     from scheduler.ledger.tokens import create_token
@@ -90,7 +92,7 @@ def create(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every token with its limits, state and what it used today and this month."""
     from scheduler.ledger.tokens import list_tokens, token_use
