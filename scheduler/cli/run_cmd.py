@@ -208,10 +208,7 @@ def _report(
     for note in run.notes:
         typer.echo(f"sched: note: {note}", err=True)
     if run.exit_code:  # the stderr line with or without --json: the JSON is on stdout
-        reason = failure_reason(run)
-        if run.exit_code != 4:
-            reason += f" for this {run.task.kind} task"
-        typer.echo(f"sched: error: {reason}", err=True)
+        typer.echo(f"sched: error: {failure_reason(run)}", err=True)
         raise typer.Exit(run.exit_code)
 
 
