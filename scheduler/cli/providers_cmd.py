@@ -53,23 +53,28 @@ def list_providers(
     if as_json:
         typer.echo(json.dumps({"providers": rows}))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import Column, print_table
 
-    table = Table(title="Providers", title_justify="left")
-    for column in ("provider", "adapter", "tasks", "status", "key", "from"):
-        table.add_column(column)
-    for row in rows:
-        key = row["key"] or (f"{row['key_env']} not set" if row["key_env"] else "none needed")
-        table.add_row(
+    columns = (
+        Column("provider"),
+        Column("adapter", 4),
+        Column("tasks", 2, shrink=True),
+        Column("status", 0, shrink=True),
+        Column("key", 1, shrink=True),
+        Column("from", 3, shrink=True),
+    )
+    lines = [
+        (
             row["provider"],
             row["adapter"],
             ", ".join(row["tasks"]),
             row["status"] + (f" ({row['note']})" if row["note"] else ""),
-            key,
+            row["key"] or (f"{row['key_env']} not set" if row["key_env"] else "none needed"),
             row["key_source"] or "",
         )
-    Console(width=160).print(table)
+        for row in rows
+    ]
+    print_table(columns, lines, title="Providers")
 
 
 @app.command("check")
@@ -136,23 +141,30 @@ def check(
     if as_json:
         typer.echo(json.dumps({"ok": not failed, "providers": rows}))
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from scheduler.cli.render import Column, print_table
 
-        table = Table(title="Provider check", title_justify="left")
-        for column in ("provider", "kind", "outcome", "latency", "provider reports", "detail"):
-            table.add_column(column)
+        columns = (
+            Column("provider"),
+            Column("kind"),
+            Column("outcome"),
+            Column("latency", 2, "right"),
+            Column("provider reports", 0, shrink=True),
+            Column("detail", 1, shrink=True),
+        )
+        lines = []
         for row in rows:
             remaining: dict[str, float] = row["reported_remaining"]  # type: ignore[assignment]
-            table.add_row(
-                str(row["provider"]),
-                str(row["kind"] or "-"),
-                str(row["outcome"]),
-                f"{row['latency_ms']:.0f} ms" if row["latency_ms"] else "-",
-                ", ".join(f"{v:g} {k} left" for k, v in remaining.items()) or "-",
-                str(row["error"] or ""),
+            lines.append(
+                (
+                    str(row["provider"]),
+                    str(row["kind"] or "-"),
+                    str(row["outcome"]),
+                    f"{row['latency_ms']:.0f} ms" if row["latency_ms"] else "-",
+                    ", ".join(f"{v:g} {k} left" for k, v in remaining.items()) or "-",
+                    str(row["error"] or ""),
+                )
             )
-        Console(width=160).print(table)
+        print_table(columns, lines, title="Provider check")
     if failed:
         raise typer.Exit(1)
 

@@ -8,11 +8,28 @@ from typing import Annotated
 import typer
 
 from scheduler.cli.context import json_flag
+from scheduler.cli.render import Column
 
 app = typer.Typer(help="Inspect the quota ledger.", no_args_is_help=True)
 
 
 _SPEND_KEYS = ("cost_usd", "list_usd", "saved_usd", "budgets", "resets")
+
+
+# What a user looks for first stays longest: who, and how much is left.
+_COLUMNS = (
+    Column("provider"),
+    Column("metric", 1),
+    Column("period", 1),
+    Column("used", 3, "right"),
+    Column("reserved", 6, "right"),
+    Column("limit", 2, "right"),
+    Column("remaining", 0, "right"),
+    Column("next reset", 4, shrink=True),
+    Column("calls 24h", 7, "right"),
+    Column("fail 24h", 5, "right"),
+    Column("status", 2, shrink=True),
+)
 
 
 def _number(value: float) -> str:
@@ -74,42 +91,32 @@ def report(
             )
         )
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import print_table
 
-    table = Table(title="Quota", title_justify="left")
-    for column in ("provider", "metric", "period", "used", "reserved", "limit", "remaining"):
-        table.add_column(
-            column,
-            justify="right" if column in ("used", "reserved", "limit", "remaining") else "left",
-        )
-    table.add_column("next reset")
-    table.add_column("calls 24h", justify="right")
-    table.add_column("fail 24h", justify="right")
-    table.add_column("status")
+    rows: list[tuple[str, ...]] = []
     for r in reports:
         status = r.status if r.status == "ok" else f"{r.status}: {r.detail}"
         if r.until:
             status += f" (until {format_instant(int(r.until), 'UTC')})"
         rate = f"{r.failure_rate_24h:.0%}" if r.failure_rate_24h is not None else "-"
-        rows = r.windows or (None,)
-        for index, w in enumerate(rows):
+        for index, w in enumerate(r.windows or (None,)):
             first = index == 0
-            table.add_row(
-                r.provider if first else "",
-                w.metric if w else "-",
-                w.period if w else "-",
-                _number(w.used) if w else "-",
-                _number(w.reserved) if w else "-",
-                _number(w.limit) if w else "-",
-                _number(w.remaining) if w else "-",
-                w.resets if w else "-",
-                str(r.calls_24h) if first else "",
-                f"{r.failures_24h} ({rate})" if first else "",
-                status if first else "",
+            rows.append(
+                (
+                    r.provider if first else "",
+                    w.metric if w else "-",
+                    w.period if w else "-",
+                    _number(w.used) if w else "-",
+                    _number(w.reserved) if w else "-",
+                    _number(w.limit) if w else "-",
+                    _number(w.remaining) if w else "-",
+                    w.resets if w else "-",
+                    str(r.calls_24h) if first else "",
+                    f"{r.failures_24h} ({rate})" if first else "",
+                    status if first else "",
+                )
             )
-    console = Console(width=200)
-    console.print(table)
+    console = print_table(_COLUMNS, rows, title="Quota")
     for period, figures in spend.items():
         line = (
             f"spend this {period}: ${figures['cost_usd']:.4f} paid,"

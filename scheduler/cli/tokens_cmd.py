@@ -47,10 +47,12 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A name for the client, e.g. ci-bot.")],
     daily_usd: Annotated[
-        float | None, typer.Option("--daily-usd", min=0, help="Most USD per UTC day.")
+        float | None,
+        typer.Option("--daily-usd", min=0, metavar="USD", help="Most USD per UTC day."),
     ] = None,
     monthly_usd: Annotated[
-        float | None, typer.Option("--monthly-usd", min=0, help="Most USD per UTC month.")
+        float | None,
+        typer.Option("--monthly-usd", min=0, metavar="USD", help="Most USD per UTC month."),
     ] = None,
     requests_per_day: Annotated[
         int | None, typer.Option("--requests-per-day", min=1, help="Most requests per UTC day.")
@@ -126,12 +128,17 @@ def list_(
     if not rows:
         typer.echo("no gateway tokens (sched tokens create NAME)")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import Column, print_table
 
-    table = Table(title="Gateway tokens", title_justify="left")
-    for column in ("name", "state", "limits", "today", "month", "routes"):
-        table.add_column(column, overflow="fold")
+    columns = (
+        Column("name"),
+        Column("state", 0, shrink=True),
+        Column("limits", 1, shrink=True),
+        Column("today", 0),
+        Column("month", 2),
+        Column("routes", 3, shrink=True),
+    )
+    lines = []
     for row in rows:
         limits = ", ".join(
             text
@@ -142,15 +149,17 @@ def list_(
             )
             if text
         )
-        table.add_row(
-            str(row["name"]),
-            str(row["state"]),
-            limits or "-",
-            f"{row['requests_today']:g} req, ${row['usd_today']:.4f}",
-            f"${row['usd_month']:.4f}",
-            ", ".join(row["models"]) if row["models"] else "any",  # type: ignore[arg-type]
+        lines.append(
+            (
+                str(row["name"]),
+                str(row["state"]),
+                limits or "-",
+                f"{row['requests_today']:g} req, ${row['usd_today']:.4f}",
+                f"${row['usd_month']:.4f}",
+                ", ".join(row["models"]) if row["models"] else "any",  # type: ignore[arg-type]
+            )
         )
-    Console().print(table)
+    print_table(columns, lines, title="Gateway tokens")
 
 
 @app.command("revoke")
