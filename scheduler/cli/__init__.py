@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
@@ -71,6 +71,15 @@ def _root(
     state.config_path, state.db_target = config, db
 
 
+def command() -> Any:
+    """The click command tree typer builds from `app`, with help placeholders as words."""
+    from scheduler.cli.placeholders import name_placeholders
+
+    tree = typer.main.get_command(app)
+    name_placeholders(tree)
+    return tree
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script and `python -m scheduler`.
 
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     state = AppState()
     try:
-        code = app(args=argv, prog_name="sched", standalone_mode=False, obj=state)
+        code = command().main(args=argv, prog_name="sched", standalone_mode=False, obj=state)
     except SchedError as exc:
         if os.environ.get("SCHED_DEBUG"):
             raise
@@ -111,7 +120,7 @@ def _typer_failure(state: AppState, exc: typer.TyperException) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     ctx = getattr(exc, "ctx", None)
-    message = exc.format_message()
+    message = exc.format_message().rstrip(".")
     if ctx is not None:  # where to look, on the same line
         message += f" (see '{ctx.command_path} --help')"
     _fail(state, message, exc.exit_code, "usage" if exc.exit_code == 2 else "file")
@@ -159,4 +168,4 @@ def _fail(
     sys.exit(exit_code)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "command", "main"]

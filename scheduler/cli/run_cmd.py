@@ -25,7 +25,12 @@ app = typer.Typer(help="Run a task on the first provider with quota left.", no_a
 
 Provider = Annotated[
     str | None,
-    typer.Option("--provider", "-p", help="Use only this provider (its quota rules still apply)."),
+    typer.Option(
+        "--provider",
+        "-p",
+        metavar="NAME",
+        help="Use only this provider (its quota rules still apply).",
+    ),
 ]
 Model = Annotated[
     str | None,
@@ -58,7 +63,9 @@ StrategyOpt = Annotated[
 ]
 MaxCost = Annotated[
     float | None,
-    typer.Option("--max-cost", min=0, help="Spend at most this many USD on this run."),
+    typer.Option(
+        "--max-cost", min=0, metavar="USD", help="Spend at most this many USD on this run."
+    ),
 ]
 FreeOnly = Annotated[
     bool, typer.Option("--free-only", help="Refuse every call that would cost money.")
@@ -285,7 +292,7 @@ def image(
         Path, typer.Option("--output", "-o", help="Image file to write (.png, .jpg, .webp).")
     ],
     size: Annotated[
-        str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 1024x1024.")
+        str | None, typer.Option("--size", metavar="WxH", help="WIDTHxHEIGHT, e.g. 1024x1024.")
     ] = None,
     model: Model = None,
     provider: Provider = None,
@@ -438,7 +445,9 @@ def stt(
         task = batch.stt_task(files[0], language, model)
         (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
         if run.result is not None and output is not None:
-            media.write_atomically(output, run.result.output.encode())
+            from scheduler.cli.outputs import save_text
+
+            save_text(output, run.result.output)
         _report(run, as_json=as_json, verbose=verbose, path=output if run.ok else None)
         return
     options = _options(provider, strategy, max_cost, free_only)
