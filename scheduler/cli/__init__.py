@@ -17,6 +17,7 @@ from scheduler.cli import (
     config_cmd,
     cost_cmd,
     cron_cmd,
+    history_cmd,
     providers_cmd,
     quota_cmd,
     run_cmd,
@@ -34,7 +35,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # tracebacks with locals would show API keys
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     rich_markup_mode="rich",
 )
 app.add_typer(run_cmd.app, name="run")
@@ -45,6 +46,19 @@ app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(cron_cmd.app, name="cron")
 app.add_typer(tokens_cmd.app, name="tokens")
 app.command("serve")(serve_cmd.serve)
+app.command("history")(history_cmd.history)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("api-scheduler")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown"
+        typer.echo(f"sched {number}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -64,6 +78,13 @@ def _root(
         metavar="PATH|URL",
         help="Quota ledger: a SQLite file path or sqlite:/// URL. Default: $SCHED_DB, else "
         "./quota.db.",
+    ),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     # main() hands in its AppState so that it can read, after a failure, what was parsed.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Annotated
 
@@ -16,30 +15,13 @@ app = typer.Typer(
     "the same ledger transaction as the provider's quota. Only a hash is stored.",
     no_args_is_help=True,
 )
-_DURATION = re.compile(r"^(\d+)([hdw])$")
-_UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _expiry(value: str | None) -> float | None:
     """`30d`, `12h`, `2w`, or a date/time (ISO 8601, UTC unless it says otherwise)."""
-    from datetime import UTC, datetime
+    from scheduler.cli.moments import parse_moment
 
-    from scheduler.errors import InputError
-
-    if value is None:
-        return None
-    match = _DURATION.match(value)
-    if match:
-        return time.time() + int(match.group(1)) * _UNIT_S[match.group(2)]
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(
-            f"--expires {value[:40]!r}: expected a duration (30d, 12h, 2w) or a date (2027-01-31)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return None if value is None else parse_moment(value, "--expires", ago=False)
 
 
 @app.command("create")
