@@ -41,7 +41,7 @@ def test_least_important_columns_go_first_and_the_caption_says_which() -> None:
     assert "groq-long-name" in row and "1,000,000" in row  # key cells never cut
     assert "…" in row  # the shrinkable detail was cut, not wrapped
     assert all(len(line) <= 60 for line in narrow)
-    assert "not shown at this width: calls" in "\n".join(narrow)
+    assert "hidden at this width: calls" in "\n".join(narrow)
 
 
 @pytest.fixture
@@ -100,5 +100,5 @@ def test_piped_output_is_never_cut(capsys: pytest.CaptureFixture[str], used_ledg
     header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
     for column in ("reserved", "next reset", "calls 24h", "fail 24h", "status"):
         assert column in header
-    assert "…" not in result.stdout and "not shown" not in result.stdout
+    assert "…" not in result.stdout and "hidden at this width" not in result.stdout
     assert "not_configured: no MISTRAL_KEY" in result.stdout

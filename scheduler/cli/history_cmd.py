@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 
 _COLUMNS = (
     Column("time (UTC)"),
-    Column("task", 3),
+    Column("task", 4),
     Column("provider"),
-    Column("model", 5, shrink=True),
+    Column("model", 2, shrink=True),
     Column("outcome"),
-    Column("latency", 4, "right"),
-    Column("usage", 2, "right"),
+    Column("latency", 5, "right"),
+    Column("usage", 3, "right"),
     Column("cost", 1, "right"),
     Column("error", 6, shrink=True),
 )
@@ -98,12 +98,14 @@ def _as_dict(row: HistoryRow) -> dict[str, object]:
     return {"time": format_instant(int(row.ts), "UTC"), **asdict(row)}
 
 
+# How each measured amount reads in the table; requests and usd say nothing a row doesn't.
+_UNITS = {"tokens": "tok", "audio_seconds": "audio s", "characters": "chars", "images": "img"}
+
+
 def _usage(amounts: dict[str, float]) -> str:
-    """`312 tok`, `2.5 audio s`, `1 image`: the amounts a call was measured in."""
-    if "tokens" in amounts:
-        return f"{amounts['tokens']:g} tok"
-    shown = [f"{value:g} {metric.replace('_', ' ')}" for metric, value in amounts.items()]
-    return ", ".join(shown) or "-"
+    """`312 tok`, `2.5 audio s`, `1 img`: what a call was measured in."""
+    shown = [f"{amounts[metric]:g} {unit}" for metric, unit in _UNITS.items() if metric in amounts]
+    return ", ".join(shown[:1]) or "-"
 
 
 def _cells(row: HistoryRow) -> tuple[str, ...]:

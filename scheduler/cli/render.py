@@ -47,8 +47,10 @@ class Column:
     shrink: bool = False  # may be cut with an ellipsis when dropping columns is not enough
 
 
-# A column that may shrink keeps at least this much text (with its ellipsis) before columns go.
+# A column that may shrink keeps at least SHRINK_MIN characters (with its ellipsis) before
+# columns go, and is given SHRINK_WANT before a less important column is kept.
 SHRINK_MIN = 12
+SHRINK_WANT = 30
 
 
 def fit_table(
@@ -67,8 +69,13 @@ def fit_table(
         for index, column in enumerate(columns)
     ]
 
-    def least(index: int) -> int:
-        return min(natural[index], SHRINK_MIN) if columns[index].shrink else natural[index]
+    def wanted(index: int, candidate: int) -> int:
+        """What column `index` needs while deciding whether `candidate` may stay: a text column
+        more important than the candidate is given room to be read, not just its ellipsis."""
+        if not columns[index].shrink:
+            return natural[index]
+        more_important = columns[index].priority < columns[candidate].priority
+        return min(natural[index], SHRINK_WANT if more_important else SHRINK_MIN)
 
     def frame(kept: list[int]) -> int:  # rich's default box: a border, then 1 + text + 1 + border
         return 1 + 3 * len(kept)
@@ -76,7 +83,8 @@ def fit_table(
     kept = list(range(len(columns)))
     dropped: list[str] = []
     for index in sorted(kept, key=lambda i: -columns[i].priority):
-        if frame(kept) + sum(least(i) for i in kept) <= width or columns[index].priority == 0:
+        needed = frame(kept) + sum(wanted(i, index) for i in kept)
+        if needed <= width or columns[index].priority == 0:
             break
         kept.remove(index)
         dropped.append(columns[index].header)
@@ -87,7 +95,7 @@ def fit_table(
         title=title,
         title_justify="left",
         caption=(
-            f"not shown at this width: {', '.join(dropped)} (a wider terminal or --json shows all)"
+            f"hidden at this width: {', '.join(dropped)} (--json has every column)"
             if dropped
             else None
         ),
