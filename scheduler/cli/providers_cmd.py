@@ -28,12 +28,16 @@ def list_providers(
 
     config = ctx.obj.config()
     keys = ctx.obj.keys()
+    ledger_states = _ledger_states(ctx.obj)
     rows = []
     for name, provider in config.providers.items():
         found = keys.lookup(provider.api_key_env)
         kinds = [kind for kind, names in config.tasks.items() if name in names]
+        state = ledger_states.get(name)
         if not provider.enabled:
             status = "off"
+        elif state is not None:  # what the ledger says beats "configured"
+            status = state
         elif provider.api_key_env is None or found:
             status = "configured"
         else:
@@ -75,6 +79,64 @@ def list_providers(
         for row in rows
     ]
     print_table(columns, lines, title="Providers")
+
+
+def _ledger_states(state: AppState) -> dict[str, str]:
+    """`disabled: ...`, `cooling_down until ...`, `exhausted until ...` per provider the ledger
+    holds back now. A ledger file that does not exist yet is not created just to say nothing."""
+    import time
+    from pathlib import Path
+
+    from scheduler.ledger import resolve_db_target
+    from scheduler.ledger.report import provider_states
+    from scheduler.windows import format_instant
+
+    target = resolve_db_target(state.db_target)
+    if "://" not in target and not Path(target).exists():
+        return {}
+    states = {}
+    for name, (status, detail, until) in provider_states(state.ledger(), time.time()).items():
+        text = status + (f": {detail}" if detail else "")
+        if until:
+            text += f" (until {format_instant(int(until), 'UTC')})"
+        states[name] = text
+    return states
+
+
+@app.command("enable")
+def enable(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The provider to enable again.")],
+) -> None:
+    """Lift a disable by hand: after an auth failure (normally kept until the key changes) or a
+    health disable. A cool-down or exhausted quota ends on its own (or: sched providers reset)."""
+    from scheduler.ledger.maintenance import enable_provider
+
+    _known(ctx.obj, name)
+    lifted = enable_provider(ctx.obj.ledger(), name)
+    typer.echo(f"sched: {name} " + ("enabled" if lifted else "was not disabled"), err=True)
+
+
+@app.command("reset")
+def reset(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The provider to reset.")],
+) -> None:
+    """Forget every verdict on a provider: disable, health block, cool-down, exhaustion and the
+    remaining counts it reported. Its used quota stays as counted."""
+    from scheduler.ledger.maintenance import reset_provider
+
+    _known(ctx.obj, name)
+    cleared = reset_provider(ctx.obj.ledger(), name)
+    typer.echo(f"sched: {name} " + ("reset" if cleared else "had nothing to reset"), err=True)
+
+
+def _known(state: AppState, name: str) -> None:
+    from scheduler.errors import InputError
+
+    providers = state.config().providers
+    if name not in providers:
+        raise InputError(f"unknown provider {name!r}; known: {', '.join(sorted(providers))}")
 
 
 @app.command("check")
