@@ -145,7 +145,7 @@ ERRORS = [
     ),
     pytest.param(
         _edit("    quotas:", "    quota:"),
-        "p.yaml:6: providers.groq.quota: unknown key (check its spelling)",
+        "p.yaml:6: providers.groq.quota: unknown key; did you mean 'quotas'?",
         id="unknown-provider-key",
     ),
     pytest.param(

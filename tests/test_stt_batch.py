@@ -50,7 +50,7 @@ def test_batch_of_20_with_a_10_per_day_first_provider(tmp_path: Path, fake: Fake
     assert fake.count(hf.model_path(HF_MODEL, "hf")) == 10
     transcripts = {path.name: path.read_text() for path in (tmp_path / "out").iterdir()}
     assert len(transcripts) == 20
-    assert sorted(transcripts.values()) == ["from groq"] * 10 + ["from hf"] * 10
+    assert sorted(transcripts.values()) == ["from groq\n"] * 10 + ["from hf\n"] * 10
     # the progress bar's final state and the summary, on stderr
     assert "20/20" in result.stderr
     assert "20/21 transcribed: groq 10, hf 10" in result.stderr

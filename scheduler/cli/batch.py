@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from scheduler.cli.context import AppState
     from scheduler.dispatcher import RunResult
     from scheduler.options import RunOptions
-    from scheduler.tasks import SttTask
+    from scheduler.tasks import SttTask, Task
 
 
 def stt_task(path: Path, language: str | None, model: str | None) -> SttTask:
@@ -48,6 +49,7 @@ def run_stt_batch(
     as_json: bool,
     verbose: bool,
 ) -> None:
+    from scheduler.cli.outputs import save_text, transcript_names
     from scheduler.cli.render import run_payload
     from scheduler.cli.run_cmd import _dispatch
     from scheduler.errors import InputError
@@ -63,82 +65,98 @@ def run_stt_batch(
             ) from None
         if not os.access(output, os.W_OK):
             raise InputError(f"{output}: cannot write there (permission denied)")
-    tasks: list[SttTask] = []
-    invalid: dict[Path, str] = {}
-    for path in files:
+    names = transcript_names(files) if output is not None else [None] * len(files)
+    tasks: list[Task] = []
+    invalid: dict[int, str] = {}
+    for index, path in enumerate(files):
         try:
             tasks.append(stt_task(path, language, model))
         except InputError as exc:
-            invalid[path] = str(exc)
-    runs = _dispatch(state, list(tasks), options, jobs=jobs, progress=True) if tasks else []
-    by_file: dict[Path, RunResult] = {run.task.audio: run for run in runs}  # type: ignore[union-attr]
+            invalid[index] = str(exc)
+    runs = iter(_dispatch(state, list(tasks), options, jobs=jobs, progress=True) if tasks else [])
 
-    rows = []
-    for path in files:
-        run = by_file.get(path)
+    # Rows by position, not by path: the same file given twice is two rows and two outputs.
+    rows: list[Row] = []
+    for index, (path, name) in enumerate(zip(files, names, strict=True)):
+        run = None if index in invalid else next(runs)
         written = None
-        if run is not None and run.result is not None and output is not None:
-            written = output / f"{path.stem}.txt"
-            written.write_text(run.result.output, encoding="utf-8")
-        rows.append((path, run, written))
+        if run is not None and run.result is not None and output is not None and name:
+            written = save_text(output / name, run.result.output)
+        rows.append(Row(path, run, written, invalid.get(index)))
 
+    failed = [row for row in rows if row.run is None or not row.run.ok]
+    code = 0
+    if failed:
+        all_unavailable = not invalid and all(row.run and row.run.exit_code == 3 for row in rows)
+        code = 3 if all_unavailable else 1
     if as_json:
         results = []
-        for path, run, written in rows:
-            if run is None:
-                results.append({"file": str(path), "ok": False, "error": invalid[path]})
+        for row in rows:
+            if row.run is None:
+                results.append({"file": str(row.path), "ok": False, "error": row.error})
             else:
-                results.append({"file": str(path), **run_payload(run, path=written)})
-        ok = all(item["ok"] for item in results)
-        typer.echo(json.dumps({"ok": ok, "task": "stt", "results": results}, ensure_ascii=False))
+                results.append({"file": str(row.path), **run_payload(row.run, path=row.written)})
+        payload = {"ok": not failed, "task": "stt", "results": results}
+        if code:
+            payload |= {"error": f"{len(failed)} of {len(rows)} files failed", "exit_code": code}
+        typer.echo(json.dumps(payload, ensure_ascii=False))
     elif output is None:
-        for path, run, _ in rows:
-            if run is not None and run.result is not None:
-                typer.echo(f"==> {path} <==\n{run.result.output}")
-    _summary(rows, invalid, verbose)
-    failed = [path for path, run, _ in rows if run is None or not run.ok]
-    if failed:
-        all_unavailable = not invalid and all(run.exit_code == 3 for run in runs)
-        raise typer.Exit(3 if all_unavailable else 1)
+        for row in rows:
+            if row.run is not None and row.run.result is not None:
+                typer.echo(f"==> {row.path} <==\n{row.run.result.output}")
+    _summary(rows, verbose, with_outputs=output is not None)
+    if code:
+        raise typer.Exit(code)
 
 
-def _summary(
-    rows: list[tuple[Path, RunResult | None, Path | None]],
-    invalid: dict[Path, str],
-    verbose: bool,
-) -> None:
-    """Each file's provider and outcome, then the count per provider, on standard error."""
-    from rich.console import Console
-    from rich.table import Table
+@dataclass(frozen=True)
+class Row:
+    """One input of the batch: its run (None when the file was unusable) and where it went."""
 
-    from scheduler.cli.render import trace_line, trace_lines
+    path: Path
+    run: RunResult | None
+    written: Path | None
+    error: str | None
 
-    table = Table(title="Batch summary", title_justify="left")
-    table.add_column("file", no_wrap=True)  # a path cut in two can't be found or pasted
-    for column in ("provider", "outcome", "audio s"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("detail", overflow="fold")
+
+def _summary(rows: list[Row], verbose: bool, *, with_outputs: bool) -> None:
+    """Each file's provider, outcome and output file, then the count per provider (stderr)."""
+    from scheduler.cli.render import Column, console, fit_table, trace_line, trace_lines
+
+    columns = [
+        Column("file"),  # never cut: a path cut in two can't be found or pasted
+        Column("provider"),
+        Column("outcome"),
+        Column("audio s", 2, "right"),
+        *([Column("output")] if with_outputs else []),
+        Column("detail", 1, shrink=True),
+    ]
     served: Counter[str] = Counter()
-    for path, run, _ in rows:
-        if run is None:
-            table.add_row(str(path), "-", "invalid", "-", invalid[path])
+    lines = []
+    for row in rows:
+        written = [str(row.written) if row.written else "-"] if with_outputs else []
+        if row.run is None:
+            lines.append((str(row.path), "-", "invalid", "-", *written, row.error or ""))
             continue
-        seconds = f"{run.task.audio_seconds:.1f}"  # type: ignore[union-attr]
-        if run.ok:
-            served[run.provider or "?"] += 1
-            table.add_row(str(path), run.provider or "", "ok", seconds, "")
+        seconds = f"{row.run.task.audio_seconds:.1f}"  # type: ignore[union-attr]
+        if row.run.ok:
+            served[row.run.provider or "?"] += 1
+            lines.append((str(row.path), row.run.provider or "", "ok", seconds, *written, ""))
         else:
-            table.add_row(str(path), "-", "failed", seconds, trace_line(run))
-    console = Console(stderr=True, width=200)
-    console.print(table)
+            lines.append((str(row.path), "-", "failed", seconds, *written, trace_line(row.run)))
+    out = console(stderr=True)
+    out.print(fit_table(columns, lines, out.width, title="Batch summary"))
     done = sum(served.values())
     by_provider = ", ".join(f"{name} {count}" for name, count in served.most_common())
-    console.print(f"{done}/{len(rows)} transcribed" + (f": {by_provider}" if by_provider else ""))
+    out.print(
+        f"{done}/{len(rows)} transcribed" + (f": {by_provider}" if by_provider else ""),
+        highlight=False,
+    )
     if verbose:
-        for _, run, _ in rows:
-            if run is not None:
-                for line in trace_lines(run):
-                    console.print(line, highlight=False)
+        for row in rows:
+            if row.run is not None:
+                for line in trace_lines(row.run):
+                    out.print(line, highlight=False)
 
 
-__all__ = ["run_stt_batch", "stt_task"]
+__all__ = ["Row", "run_stt_batch", "stt_task"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
+
+from scheduler.cli.context import JsonFlag
 
 app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 
@@ -12,12 +15,21 @@ app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 @app.command("check")
 def check(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    file: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="FILE",
+            help="The table to check (default: the one `sched` would use, as --config says).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Validate providers.yaml (errors name file, key path and line; exit code 2) and list
     the providers this version cannot call yet."""
     from scheduler.providers.registry import adapter_class
 
+    if file is not None:  # `sched config check FILE`, as users type it
+        ctx.obj.config_path = file
     config, source = ctx.obj.loaded()
     unavailable = sorted(
         {

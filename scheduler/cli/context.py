@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 if TYPE_CHECKING:
     from scheduler.client import Scheduler
@@ -17,6 +19,9 @@ class AppState:
 
     config_path: str | None = None
     db_target: str | None = None
+    # Set while --json is parsed, so the one error boundary (cli.main) knows to answer an error
+    # with a JSON object too, whichever command and whichever error it was.
+    as_json: bool = False
     _config: tuple[Config, ConfigSource] | None = field(default=None, repr=False)
     _ledger: Ledger | None = field(default=None, repr=False)
 
@@ -68,4 +73,19 @@ class AppState:
         return KeyStore()
 
 
-__all__ = ["AppState"]
+def _remember_json(ctx: typer.Context, value: bool) -> bool:
+    if value and isinstance(ctx.obj, AppState):
+        ctx.obj.as_json = True
+    return value
+
+
+def json_flag(help: str = "Print one JSON object.") -> Any:
+    """The --json option every command shares: it also tells the error boundary to answer in
+    JSON."""
+    return typer.Option("--json", help=help, callback=_remember_json)  # typer types it Any
+
+
+JsonFlag = Annotated[bool, json_flag()]
+
+
+__all__ = ["AppState", "JsonFlag", "json_flag"]

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 app = typer.Typer(help="Spend, savings and budgets.", no_args_is_help=True)
 
 
@@ -16,7 +18,7 @@ def report(
     period: Annotated[
         str, typer.Option("--period", help="day (UTC) or month (UTC, from the 1st).")
     ] = "day",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Spend per provider and task kind, what free usage would have cost at list price
     ("saved"), and the budgets used and left."""
@@ -32,15 +34,18 @@ def report(
 
         typer.echo(json.dumps(spend_json(state.config(), state.ledger(), period)))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import Column, print_table
 
-    title = f"Spend this {period} (UTC, resets {result.as_dict()['resets']})"
-    table = Table(title=title, title_justify="left")
-    for column in ("provider", "task", "calls", "paid", "list price", "saved"):
-        table.add_column(column, justify="left" if column in ("provider", "task") else "right")
-    for line in result.lines:
-        table.add_row(
+    columns = (
+        Column("provider"),
+        Column("task"),
+        Column("calls", 2, "right"),
+        Column("paid", 0, "right"),
+        Column("list price", 3, "right"),
+        Column("saved", 1, "right"),
+    )
+    lines = [
+        (
             line.provider,
             line.task,
             str(line.calls),
@@ -48,16 +53,20 @@ def report(
             f"${line.list_usd:.4f}",
             f"${line.saved_usd:.4f}",
         )
-    table.add_row(
-        "total",
-        "",
-        str(sum(line.calls for line in result.lines)),
-        f"${result.cost_usd:.4f}",
-        f"${result.list_usd:.4f}",
-        f"${result.saved_usd:.4f}",
+        for line in result.lines
+    ]
+    lines.append(
+        (
+            "total",
+            "",
+            str(sum(line.calls for line in result.lines)),
+            f"${result.cost_usd:.4f}",
+            f"${result.list_usd:.4f}",
+            f"${result.saved_usd:.4f}",
+        )
     )
-    console = Console(width=160)
-    console.print(table)
+    title = f"Spend this {period} (UTC, resets {result.as_dict()['resets']})"
+    console = print_table(columns, lines, title=title)
     for budget in result.budgets:
         console.print(
             f"budget ({budget.scope}): ${budget.used_usd:.4f} of ${budget.limit_usd:.2f} used,"

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
 
@@ -75,7 +77,7 @@ def run_once(
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """The jobs, their schedules and next run times, with zones."""
     from jobs.service import next_runs
@@ -84,21 +86,36 @@ def list_jobs(
     if as_json:
         typer.echo(json.dumps({"jobs": rows}))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import Column, print_table
 
-    table = Table(title="Cron jobs", title_justify="left")
-    for column in ("job", "schedule", "zone", "next run", "next run (UTC)"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    columns = (
+        Column("job"),
+        Column("schedule", 0, shrink=True),
+        Column("zone"),
+        Column("next run", 1),
+        Column("next run (UTC)"),
+    )
+    lines = [
+        (
             str(row["job"]),
             str(row["schedule"]),
             str(row["zone"]),
             str(row["next_run"] or "-"),
-            str(row["next_run_utc"] or "-"),
+            _minutes(row["next_run_utc"]),
         )
-    Console(width=160).print(table)
+        for row in rows
+    ]
+    print_table(columns, lines, title="Cron jobs")
+
+
+def _minutes(instant: object) -> str:
+    """`2026-12-04 00:00` for an ISO instant in UTC: to the minute, as the other column (the
+    seconds and the offset are in --json)."""
+    from datetime import datetime
+
+    if not instant:
+        return "-"
+    return datetime.fromisoformat(str(instant)).strftime("%Y-%m-%d %H:%M")
 
 
 __all__ = ["app"]

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scheduler.cli.context import JsonFlag
+
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
     from scheduler.dispatcher import RunResult
@@ -18,7 +20,7 @@ app = typer.Typer(help="Inspect the providers of the priority table.", no_args_i
 @app.command("list")
 def list_providers(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Every provider: adapter, the task kinds it serves, whether its key is set (masked) and
     where the key came from."""
@@ -26,12 +28,16 @@ def list_providers(
 
     config = ctx.obj.config()
     keys = ctx.obj.keys()
+    ledger_states = _ledger_states(ctx.obj)
     rows = []
     for name, provider in config.providers.items():
         found = keys.lookup(provider.api_key_env)
         kinds = [kind for kind, names in config.tasks.items() if name in names]
+        state = ledger_states.get(name)
         if not provider.enabled:
             status = "off"
+        elif state is not None:  # what the ledger says beats "configured"
+            status = state
         elif provider.api_key_env is None or found:
             status = "configured"
         else:
@@ -51,23 +57,86 @@ def list_providers(
     if as_json:
         typer.echo(json.dumps({"providers": rows}))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import Column, print_table
 
-    table = Table(title="Providers", title_justify="left")
-    for column in ("provider", "adapter", "tasks", "status", "key", "from"):
-        table.add_column(column)
-    for row in rows:
-        key = row["key"] or (f"{row['key_env']} not set" if row["key_env"] else "none needed")
-        table.add_row(
+    columns = (
+        Column("provider"),
+        Column("adapter", 4),
+        Column("tasks", 2, shrink=True),
+        Column("status", 0, shrink=True),
+        Column("key", 1, shrink=True),
+        Column("from", 3, shrink=True),
+    )
+    lines = [
+        (
             row["provider"],
             row["adapter"],
             ", ".join(row["tasks"]),
             row["status"] + (f" ({row['note']})" if row["note"] else ""),
-            key,
+            row["key"] or (f"{row['key_env']} not set" if row["key_env"] else "none needed"),
             row["key_source"] or "",
         )
-    Console(width=160).print(table)
+        for row in rows
+    ]
+    print_table(columns, lines, title="Providers")
+
+
+def _ledger_states(state: AppState) -> dict[str, str]:
+    """`disabled: ...`, `cooling_down until ...`, `exhausted until ...` per provider the ledger
+    holds back now. A ledger file that does not exist yet is not created just to say nothing."""
+    import time
+    from pathlib import Path
+
+    from scheduler.ledger import resolve_db_target
+    from scheduler.ledger.report import provider_states
+    from scheduler.windows import format_instant
+
+    target = resolve_db_target(state.db_target)
+    if "://" not in target and not Path(target).exists():
+        return {}
+    states = {}
+    for name, (status, detail, until) in provider_states(state.ledger(), time.time()).items():
+        text = status + (f": {detail}" if detail else "")
+        if until:
+            text += f" (until {format_instant(int(until), 'UTC')})"
+        states[name] = text
+    return states
+
+
+@app.command("enable")
+def enable(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The provider to enable again.")],
+) -> None:
+    """Lift a disable by hand: after an auth failure (normally kept until the key changes) or a
+    health disable. A cool-down or exhausted quota ends on its own (or: sched providers reset)."""
+    from scheduler.ledger.maintenance import enable_provider
+
+    _known(ctx.obj, name)
+    lifted = enable_provider(ctx.obj.ledger(), name)
+    typer.echo(f"sched: {name} " + ("enabled" if lifted else "was not disabled"), err=True)
+
+
+@app.command("reset")
+def reset(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The provider to reset.")],
+) -> None:
+    """Forget every verdict on a provider: disable, health block, cool-down, exhaustion and the
+    remaining counts it reported. Its used quota stays as counted."""
+    from scheduler.ledger.maintenance import reset_provider
+
+    _known(ctx.obj, name)
+    cleared = reset_provider(ctx.obj.ledger(), name)
+    typer.echo(f"sched: {name} " + ("reset" if cleared else "had nothing to reset"), err=True)
+
+
+def _known(state: AppState, name: str) -> None:
+    from scheduler.errors import InputError
+
+    providers = state.config().providers
+    if name not in providers:
+        raise InputError(f"unknown provider {name!r}; known: {', '.join(sorted(providers))}")
 
 
 @app.command("check")
@@ -77,7 +146,7 @@ def check(
         list[str] | None,
         typer.Argument(help="Providers to check (default: every enabled provider with a key)."),
     ] = None,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonFlag = False,
 ) -> None:
     """One small real call per provider, of the provider's own task kind (a chat for text
     providers, an image for image providers, a second of audio for speech providers), with its
@@ -134,23 +203,30 @@ def check(
     if as_json:
         typer.echo(json.dumps({"ok": not failed, "providers": rows}))
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from scheduler.cli.render import Column, print_table
 
-        table = Table(title="Provider check", title_justify="left")
-        for column in ("provider", "kind", "outcome", "latency", "provider reports", "detail"):
-            table.add_column(column)
+        columns = (
+            Column("provider"),
+            Column("kind"),
+            Column("outcome"),
+            Column("latency", 2, "right"),
+            Column("provider reports", 0, shrink=True),
+            Column("detail", 1, shrink=True),
+        )
+        lines = []
         for row in rows:
             remaining: dict[str, float] = row["reported_remaining"]  # type: ignore[assignment]
-            table.add_row(
-                str(row["provider"]),
-                str(row["kind"] or "-"),
-                str(row["outcome"]),
-                f"{row['latency_ms']:.0f} ms" if row["latency_ms"] else "-",
-                ", ".join(f"{v:g} {k} left" for k, v in remaining.items()) or "-",
-                str(row["error"] or ""),
+            lines.append(
+                (
+                    str(row["provider"]),
+                    str(row["kind"] or "-"),
+                    str(row["outcome"]),
+                    f"{row['latency_ms']:.0f} ms" if row["latency_ms"] else "-",
+                    ", ".join(f"{v:g} {k} left" for k, v in remaining.items()) or "-",
+                    str(row["error"] or ""),
+                )
             )
-        Console(width=160).print(table)
+        print_table(columns, lines, title="Provider check")
     if failed:
         raise typer.Exit(1)
 

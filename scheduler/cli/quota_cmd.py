@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
+from scheduler.cli.context import json_flag
+from scheduler.cli.render import Column
+
 app = typer.Typer(help="Inspect the quota ledger.", no_args_is_help=True)
+
+
+# What a user looks for first stays longest: who, and how much is left.
+_COLUMNS = (
+    Column("provider"),
+    Column("metric", 1),
+    Column("period", 1),
+    Column("used", 3, "right"),
+    Column("reserved", 6, "right"),
+    Column("limit", 2, "right"),
+    Column("remaining", 0, "right"),
+    Column("next reset", 4, shrink=True),
+    Column("calls 24h", 7, "right"),
+    Column("fail 24h", 5, "right"),
+    Column("status", 2, shrink=True),
+)
 
 
 def _number(value: float) -> str:
@@ -16,7 +36,7 @@ def _number(value: float) -> str:
 @app.command("report")
 def report(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    as_json: Annotated[bool, json_flag("Print the report as one JSON object.")] = False,
 ) -> None:
     """Used, reserved and remaining quota per provider and window, next resets with their zone,
     provider state, and calls and failure rate over the last 24 hours."""
@@ -34,42 +54,32 @@ def report(
         period: spend_report(state.config(), state.ledger(), period).as_dict()
         for period in ("day", "month")
     }
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import print_table
 
-    table = Table(title="Quota", title_justify="left")
-    for column in ("provider", "metric", "period", "used", "reserved", "limit", "remaining"):
-        table.add_column(
-            column,
-            justify="right" if column in ("used", "reserved", "limit", "remaining") else "left",
-        )
-    table.add_column("next reset")
-    table.add_column("calls 24h", justify="right")
-    table.add_column("fail 24h", justify="right")
-    table.add_column("status")
+    rows: list[tuple[str, ...]] = []
     for r in reports:
         status = r.status if r.status == "ok" else f"{r.status}: {r.detail}"
         if r.until:
             status += f" (until {format_instant(int(r.until), 'UTC')})"
         rate = f"{r.failure_rate_24h:.0%}" if r.failure_rate_24h is not None else "-"
-        rows = r.windows or (None,)
-        for index, w in enumerate(rows):
+        for index, w in enumerate(r.windows or (None,)):
             first = index == 0
-            table.add_row(
-                r.provider if first else "",
-                w.metric if w else "-",
-                w.period if w else "-",
-                _number(w.used) if w else "-",
-                _number(w.reserved) if w else "-",
-                _number(w.limit) if w else "-",
-                _number(w.remaining) if w else "-",
-                w.resets if w else "-",
-                str(r.calls_24h) if first else "",
-                f"{r.failures_24h} ({rate})" if first else "",
-                status if first else "",
+            rows.append(
+                (
+                    r.provider if first else "",
+                    w.metric if w else "-",
+                    w.period if w else "-",
+                    _number(w.used) if w else "-",
+                    _number(w.reserved) if w else "-",
+                    _number(w.limit) if w else "-",
+                    _number(w.remaining) if w else "-",
+                    w.resets if w else "-",
+                    str(r.calls_24h) if first else "",
+                    f"{r.failures_24h} ({rate})" if first else "",
+                    status if first else "",
+                )
             )
-    console = Console(width=200)
-    console.print(table)
+    console = print_table(_COLUMNS, rows, title="Quota")
     for r in reports:
         for m in r.retired:
             when = format_instant(int(m.since), "UTC")

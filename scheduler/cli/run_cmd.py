@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from scheduler.cli.context import json_flag
+
 if TYPE_CHECKING:
     from scheduler.cli.context import AppState
     from scheduler.dispatcher import RunResult
@@ -23,7 +25,12 @@ app = typer.Typer(help="Run a task on the first provider with quota left.", no_a
 
 Provider = Annotated[
     str | None,
-    typer.Option("--provider", "-p", help="Use only this provider (its quota rules still apply)."),
+    typer.Option(
+        "--provider",
+        "-p",
+        metavar="NAME",
+        help="Use only this provider (its quota rules still apply).",
+    ),
 ]
 Model = Annotated[
     str | None,
@@ -31,10 +38,9 @@ Model = Annotated[
 ]
 Json = Annotated[
     bool,
-    typer.Option(
-        "--json",
-        help="Print one JSON object: ok, task, provider, model, output, path, attempts, usage, "
-        "cost_usd.",
+    json_flag(
+        "Print one JSON object: ok, task, provider, model, output, path, attempts, usage, "
+        "cost_usd (on failure: error and exit_code too)."
     ),
 ]
 Verbose = Annotated[
@@ -57,7 +63,9 @@ StrategyOpt = Annotated[
 ]
 MaxCost = Annotated[
     float | None,
-    typer.Option("--max-cost", min=0, help="Spend at most this many USD on this run."),
+    typer.Option(
+        "--max-cost", min=0, metavar="USD", help="Spend at most this many USD on this run."
+    ),
 ]
 FreeOnly = Annotated[
     bool, typer.Option("--free-only", help="Refuse every call that would cost money.")
@@ -191,7 +199,7 @@ def _report(
     printed: bool = False,
 ) -> None:
     """Print one run's result and trace; exit with its code when it failed."""
-    from scheduler.cli.render import run_json, trace_line, trace_lines
+    from scheduler.cli.render import failure_reason, run_json, trace_line, trace_lines
 
     if as_json:
         typer.echo(run_json(run, path=path))
@@ -206,28 +214,25 @@ def _report(
             typer.echo(line, err=True)
     for note in run.notes:
         typer.echo(f"sched: note: {note}", err=True)
-    if run.exit_code == 4:
-        if not as_json:
-            typer.echo(
-                "sched: error: the answer broke off after it began (kept and billed)", err=True
-            )
-        raise typer.Exit(4)
-    if run.exit_code:
-        if not as_json:
-            reason = "no provider was available" if run.exit_code == 3 else "every provider failed"
-            typer.echo(f"sched: error: {reason} for this {run.task.kind} task", err=True)
+    if run.exit_code:  # the stderr line with or without --json: the JSON is on stdout
+        typer.echo(f"sched: error: {failure_reason(run)}", err=True)
         raise typer.Exit(run.exit_code)
 
 
 def _save_media(run: RunResult, path: Path, kind: str) -> Path:
     """Write an image, audio or transcript result (media.save_or_rescue converts, and keeps a
     paid answer when `path` fails); the path it is in, for the report."""
+    from dataclasses import replace
+
     from scheduler import media
     from scheduler.errors import OutputError
 
     if run.result is None or (kind != "stt" and run.result.data is None):
         return path
-    saved = media.save_or_rescue(run.result, path)
+    result = run.result
+    if kind == "stt" and not result.output.endswith("\n"):  # a text file ends with a newline
+        result = replace(result, output=result.output + "\n")
+    saved = media.save_or_rescue(result, path)
     if saved.rescued:
         if saved.path is None and run.result.data is None:
             typer.echo(run.result.output)  # the transcript itself, as the last place left
@@ -302,7 +307,7 @@ def image(
         Path, typer.Option("--output", "-o", help="Image file to write (.png, .jpg, .webp).")
     ],
     size: Annotated[
-        str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 1024x1024.")
+        str | None, typer.Option("--size", metavar="WxH", help="WIDTHxHEIGHT, e.g. 1024x1024.")
     ] = None,
     model: Model = None,
     provider: Provider = None,

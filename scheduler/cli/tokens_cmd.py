@@ -3,41 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Annotated
 
 import typer
+
+from scheduler.cli.context import JsonFlag
 
 app = typer.Typer(
     help="Gateway tokens for sched serve: each has its own spend and request limits, held in "
     "the same ledger transaction as the provider's quota. Only a hash is stored.",
     no_args_is_help=True,
 )
-_DURATION = re.compile(r"^(\d+)([hdw])$")
-_UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _expiry(value: str | None) -> float | None:
     """`30d`, `12h`, `2w`, or a date/time (ISO 8601, UTC unless it says otherwise)."""
-    from datetime import UTC, datetime
+    from scheduler.cli.moments import parse_moment
 
-    from scheduler.errors import InputError
-
-    if value is None:
-        return None
-    match = _DURATION.match(value)
-    if match:
-        return time.time() + int(match.group(1)) * _UNIT_S[match.group(2)]
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(
-            f"--expires {value[:40]!r}: expected a duration (30d, 12h, 2w) or a date (2027-01-31)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return None if value is None else parse_moment(value, "--expires", ago=False)
 
 
 @app.command("create")
@@ -45,10 +29,12 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A name for the client, e.g. ci-bot.")],
     daily_usd: Annotated[
-        float | None, typer.Option("--daily-usd", min=0, help="Most USD per UTC day.")
+        float | None,
+        typer.Option("--daily-usd", min=0, metavar="USD", help="Most USD per UTC day."),
     ] = None,
     monthly_usd: Annotated[
-        float | None, typer.Option("--monthly-usd", min=0, help="Most USD per UTC month.")
+        float | None,
+        typer.Option("--monthly-usd", min=0, metavar="USD", help="Most USD per UTC month."),
     ] = None,
     requests_per_day: Annotated[
         int | None, typer.Option("--requests-per-day", min=1, help="Most requests per UTC day.")
@@ -68,7 +54,7 @@ def create(
         bool,
         typer.Option("--admin", help="May also read the status page (GET /) and its JSON."),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a token and print its secret: it is shown this once, and only its hash is kept."""
     from scheduler.ledger.tokens import create_token
@@ -95,7 +81,7 @@ def create(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every token with its limits, state and what it used today and this month."""
     from scheduler.ledger.tokens import list_tokens, token_use
@@ -130,12 +116,17 @@ def list_(
     if not rows:
         typer.echo("no gateway tokens (sched tokens create NAME)")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from scheduler.cli.render import Column, print_table
 
-    table = Table(title="Gateway tokens", title_justify="left")
-    for column in ("name", "state", "limits", "today", "month", "routes"):
-        table.add_column(column, overflow="fold")
+    columns = (
+        Column("name"),
+        Column("state", 0, shrink=True),
+        Column("limits", 1, shrink=True),
+        Column("today", 0),
+        Column("month", 2),
+        Column("routes", 3, shrink=True),
+    )
+    lines = []
     for row in rows:
         limits = ", ".join(
             text
@@ -146,15 +137,17 @@ def list_(
             )
             if text
         )
-        table.add_row(
-            str(row["name"]),
-            str(row["state"]),
-            limits or "-",
-            f"{row['requests_today']:g} req, ${row['usd_today']:.4f}",
-            f"${row['usd_month']:.4f}",
-            ", ".join(row["models"]) if row["models"] else "any",  # type: ignore[arg-type]
+        lines.append(
+            (
+                str(row["name"]),
+                str(row["state"]),
+                limits or "-",
+                f"{row['requests_today']:g} req, ${row['usd_today']:.4f}",
+                f"${row['usd_month']:.4f}",
+                ", ".join(row["models"]) if row["models"] else "any",  # type: ignore[arg-type]
+            )
         )
-    Console().print(table)
+    print_table(columns, lines, title="Gateway tokens")
 
 
 @app.command("revoke")

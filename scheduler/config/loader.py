@@ -154,6 +154,61 @@ def _line_for(lines: dict[str, int], loc: tuple[int | str, ...]) -> int | None:
     return None
 
 
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema allows where `loc` points (its last element is the key itself): the
+    field names of the model reached by following `loc[:-1]` through the annotations."""
+    import types
+    from typing import Union, get_args, get_origin
+
+    from pydantic import BaseModel
+
+    def unwrap(annotation: Any) -> Any:
+        if get_origin(annotation) in (Union, types.UnionType):
+            for arg in get_args(annotation):
+                if arg is not type(None):
+                    return unwrap(arg)
+        return annotation
+
+    current: Any = Config
+    for step in loc[:-1]:
+        current = unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(step))
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) in (dict, tuple, list):
+            current = get_args(current)[-1 if get_origin(current) is dict else 0]
+        else:
+            return []
+    current = unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    import difflib
+
+    matches = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
+    return f"; did you mean {matches[0]!r}?" if matches else " (check its spelling)"
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """The error to report: pydantic's first, except that a misspelt key (`adaptr`) is reported
+    rather than the required key it was meant to be (`adapter` missing), which says less."""
+    import difflib
+
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            for match in difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1):
+                if (*loc[:-1], match) in missing:
+                    return error
+    return errors[0]
+
+
 def _message(error: Any) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -162,7 +217,7 @@ def _message(error: Any) -> str:
         expected = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
         return f"expected one of {expected}, got {shown(got)}"
     if kind == "extra_forbidden":
-        return "unknown key (check its spelling)"
+        return "unknown key" + _did_you_mean(tuple(error["loc"]))
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
@@ -223,7 +278,7 @@ def parse_config(text: str, *, file: str = DEFAULT_FILE) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = _first_error(exc.errors())
         loc = tuple(first["loc"])
         if loc[-1:] == ("[key]",):  # pydantic's marker for a bad dict key: report the key itself
             loc = loc[:-1]

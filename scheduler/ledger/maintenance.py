@@ -196,6 +196,41 @@ def reenable(ledger: Ledger, provider: str, *, now: float | None = None) -> bool
         return bool(cur.rowcount > 0)
 
 
+def enable_provider(ledger: Ledger, provider: str, *, now: float | None = None) -> bool:
+    """Lift a disable by hand (`sched providers enable`): an auth-failure disable (kept until the
+    key changes) and a health block. Cool-downs and exhaustion stay: they end on their own and
+    say something true about the provider's quota. False when there was nothing to lift."""
+    now = time.time() if now is None else now
+    with ledger._write() as db:
+        auth = db.execute(
+            "UPDATE provider_state SET disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
+            " updated_at = ? WHERE provider = ? AND disabled <> 0",
+            (now, provider),
+        )
+        health = db.execute(
+            "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
+            " block_reason = NULL, updated_at = ? WHERE provider = ? AND block_outcome = ?",
+            (now, provider, UNHEALTHY),
+        )
+        return bool(auth.rowcount > 0 or health.rowcount > 0)
+
+
+def reset_provider(ledger: Ledger, provider: str, *, now: float | None = None) -> bool:
+    """Forget every verdict on `provider` (`sched providers reset`): disable, health block,
+    cool-down, exhaustion and the remaining counts it last reported. Quota windows stay: they
+    are what was used. False when there was nothing to forget."""
+    now = time.time() if now is None else now
+    with ledger._write() as db:
+        state = db.execute(
+            "UPDATE provider_state SET disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
+            " blocked_until = 0, block_outcome = NULL, block_reason = NULL, updated_at = ?"
+            " WHERE provider = ? AND (disabled <> 0 OR block_outcome IS NOT NULL)",
+            (now, provider),
+        )
+        limits = db.execute("DELETE FROM provider_limits WHERE provider = ?", (provider,))
+        return bool(state.rowcount > 0 or limits.rowcount > 0)
+
+
 def unhealthy(ledger: Ledger) -> dict[str, str]:
     """Providers disabled for bad health, with the reason stored when they were."""
     rows = ledger.read(
@@ -477,6 +512,8 @@ def record_job_run(
 
 
 __all__ = [
+    "enable_provider",
+    "reset_provider",
     "FAULT_OUTCOMES",
     "HEALTH_BLOCK_S",
     "LATENCY_BUCKET_MS",

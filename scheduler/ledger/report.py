@@ -76,13 +76,7 @@ def quota_report(
             (*NOT_FAILURES, now - DAY_S),
         )
     }
-    states = {
-        str(row[0]): row[1:]
-        for row in ledger.read(
-            "SELECT provider, blocked_until, block_outcome, block_reason, disabled,"
-            " disabled_reason FROM provider_state"
-        )
-    }
+    states = _state_rows(ledger)
     retired: dict[str, list[Retired]] = {}
     for mark in retired_models(ledger):
         retired.setdefault(mark.provider, []).append(mark)
@@ -130,6 +124,30 @@ def quota_report(
     return reports
 
 
+def _state_rows(ledger: Ledger) -> dict[str, tuple[object, ...]]:
+    return {
+        str(row[0]): row[1:]
+        for row in ledger.read(
+            "SELECT provider, blocked_until, block_outcome, block_reason, disabled,"
+            " disabled_reason FROM provider_state"
+        )
+    }
+
+
+def provider_states(
+    ledger: Ledger, now: float | None = None
+) -> dict[str, tuple[str, str | None, float | None]]:
+    """(status, detail, until) of each provider the ledger holds back now: disabled,
+    cooling_down or exhausted. Providers it does not hold back are left out."""
+    now = time.time() if now is None else now
+    found = {}
+    for name, row in _state_rows(ledger).items():
+        status = _status(True, None, row, now, ledger.max_block_s)
+        if status[0] != "ok":
+            found[name] = status
+    return found
+
+
 def _status(
     enabled: bool,
     note: str | None,
@@ -151,4 +169,4 @@ def _status(
     return "ok", None, None
 
 
-__all__ = ["ProviderReport", "WindowUsage", "quota_report"]
+__all__ = ["ProviderReport", "WindowUsage", "provider_states", "quota_report"]
