@@ -41,7 +41,7 @@ def ts(text: str) -> float:
 def seed_calls(db: str, rows: Sequence[tuple[str, str, str, float, float, float]]) -> None:
     """(provider, task, outcome, latency_ms, cost_usd, ts) rows straight into the call log."""
     ledger = Ledger.open(db)
-    with closing(ledger), ledger._write() as conn:
+    with closing(ledger), ledger.transaction() as conn:
         for provider, task, outcome, latency, cost, at in rows:
             conn.execute(
                 "INSERT INTO calls (ts, task, provider, model, outcome, latency_ms, cost_usd,"
@@ -414,7 +414,7 @@ def test_a_probe_reservation_passes_only_the_health_block(tmp_path: Path, db_tar
     assert isinstance(reserve(ledger, "a", probe=True), Hold)
     assert isinstance(reserve(other, "a"), Refusal)  # every other caller still skips it
     assert isinstance(reserve(ledger, "a"), Refusal)  # even on the same connection
-    with ledger._write() as conn:  # a rejected key is not lifted by a health probe
+    with ledger.transaction() as conn:  # a rejected key is not lifted by a health probe
         conn.execute("UPDATE provider_state SET disabled = 1, disabled_reason = 'bad key'")
     assert isinstance(reserve(ledger, "a", probe=True), Refusal)
     other.close()

@@ -156,6 +156,7 @@ def check(
     from pathlib import Path
 
     from scheduler.errors import InputError
+    from scheduler.ledger.report import reported_limits
     from scheduler.probes import probe_kind, probe_task
 
     state = ctx.obj
@@ -186,9 +187,7 @@ def check(
     for name in selected:
         run = results.get(name)
         attempt = run.attempts[-1] if run and run.attempts else None
-        reported = ledger.read(
-            "SELECT metric, remaining, resets_at FROM provider_limits WHERE provider = ?", (name,)
-        )
+        reported = reported_limits(ledger, name)
         rows.append(
             {
                 "provider": name,
@@ -196,7 +195,7 @@ def check(
                 "outcome": attempt.outcome if attempt else "skipped",
                 "error": attempt.error if attempt else "serves no task kind",
                 "latency_ms": round(attempt.latency_ms, 1) if attempt else None,
-                "reported_remaining": {str(m): float(str(r)) for m, r, _ in reported},
+                "reported_remaining": {limit.metric: limit.remaining for limit in reported},
             }
         )
     failed = any(row["outcome"] != "ok" for row in rows)

@@ -174,7 +174,7 @@ def disable_unhealthy(
 ) -> None:
     """Block `provider` for every process until a probe passes (replaces any timed block)."""
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         db.execute(
             "INSERT INTO provider_state (provider, blocked_until, block_outcome, block_reason,"
             " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider) DO UPDATE SET"
@@ -187,7 +187,7 @@ def disable_unhealthy(
 def reenable(ledger: Ledger, provider: str, *, now: float | None = None) -> bool:
     """Lift the health block of `provider`; False when it had none."""
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         cur = db.execute(
             "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
             " block_reason = NULL, updated_at = ? WHERE provider = ? AND block_outcome = ?",
@@ -201,7 +201,7 @@ def enable_provider(ledger: Ledger, provider: str, *, now: float | None = None) 
     key changes) and a health block. Cool-downs and exhaustion stay: they end on their own and
     say something true about the provider's quota. False when there was nothing to lift."""
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         auth = db.execute(
             "UPDATE provider_state SET disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
             " updated_at = ? WHERE provider = ? AND disabled <> 0",
@@ -220,7 +220,7 @@ def reset_provider(ledger: Ledger, provider: str, *, now: float | None = None) -
     cool-down, exhaustion and the remaining counts it last reported. Quota windows stay: they
     are what was used. False when there was nothing to forget."""
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         state = db.execute(
             "UPDATE provider_state SET disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
             " blocked_until = 0, block_outcome = NULL, block_reason = NULL, updated_at = ?"
@@ -347,7 +347,7 @@ def roll_up_days(ledger: Ledger, *, now: float | None = None) -> RollUp:
     until = _day_start(utc_day(now))  # today is not finished
     day = day_sql(ledger)
     # Reads and writes in one transaction: no call row can slip in between count and upsert.
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         latest = db.execute("SELECT MAX(day) FROM daily_summaries").fetchone()[0]
         since = _day_start(str(latest)) - DAY_S if latest else 0.0
         if since >= until:
@@ -422,7 +422,7 @@ def prune_calls(ledger: Ledger, *, before: float) -> int:
     first one covers all of them, so every day before the latest summarised one is summarised:
     rows older than both `before` and that day can go without changing any total.
     """
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         latest = db.execute("SELECT MAX(day) FROM daily_summaries").fetchone()[0]
         if not latest:
             return 0
@@ -439,7 +439,7 @@ def prune_windows(ledger: Ledger, *, now: float | None = None) -> int:
     hold settles, and goes with the next reset.
     """
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         cur = db.execute(
             "DELETE FROM usage_windows WHERE window_end IS NOT NULL AND window_end <= ?"
             " AND reserved <= 0",
@@ -456,7 +456,7 @@ def clear_expired_blocks(ledger: Ledger, *, now: float | None = None) -> list[st
     reports, never a condition for a provider to become usable again.
     """
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         rows = db.execute(
             "SELECT provider FROM provider_state WHERE block_outcome IN"
             f" ({_placeholders(TIMED_BLOCKS)}) AND blocked_until <= ? ORDER BY provider",
@@ -477,7 +477,7 @@ def clear_expired_blocks(ledger: Ledger, *, now: float | None = None) -> list[st
 
 def start_job_run(ledger: Ledger, job: str, *, now: float | None = None) -> int:
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         row = db.execute(
             "INSERT INTO job_runs (job, started_at, ok, detail) VALUES (?, ?, 0, '{}')"
             " RETURNING id",
@@ -490,7 +490,7 @@ def finish_job_run(
     ledger: Ledger, run_id: int, *, ok: bool, detail: Mapping[str, object], now: float | None = None
 ) -> None:
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         db.execute(
             "UPDATE job_runs SET finished_at = ?, ok = ?, detail = ? WHERE id = ?",
             (now, int(ok), json.dumps(detail, default=str), run_id),
@@ -502,7 +502,7 @@ def record_job_run(
 ) -> int:
     """A run in one step, for what the scheduler reports itself (a missed run, a crash)."""
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         row = db.execute(
             "INSERT INTO job_runs (job, started_at, finished_at, ok, detail)"
             " VALUES (?, ?, ?, ?, ?) RETURNING id",

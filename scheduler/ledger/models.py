@@ -62,7 +62,7 @@ def mark_retired(
     first date (the day the model went, not the day it was last seen gone)."""
     now = time.time() if now is None else now
     text = redact(reason)[:MAX_REASON_CHARS]
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         db.execute(
             "INSERT INTO model_state (provider, model, retired, retired_at, retired_reason,"
             " listed, updated_at) VALUES (?, ?, 1, ?, ?, 0, ?)"
@@ -77,7 +77,7 @@ def mark_retired(
 def unmark_retired(ledger: Ledger, provider: str, model: str, *, now: float | None = None) -> bool:
     """Lift the retired mark (a probe or a listing found the model served); False if none."""
     now = time.time() if now is None else now
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         cur = db.execute(
             "UPDATE model_state SET retired = 0, retired_at = NULL, retired_reason = NULL,"
             " updated_at = ? WHERE provider = ? AND model = ? AND retired = 1",
@@ -117,7 +117,7 @@ def record_listing(
     every other model known for it was not in it. Retired marks are left to the caller."""
     now = time.time() if now is None else now
     listed = list(models)
-    with ledger._write() as db:
+    with ledger.transaction() as db:
         db.execute(
             "UPDATE model_state SET listed = 0, updated_at = ? WHERE provider = ?",
             (now, provider),

@@ -124,6 +124,26 @@ def quota_report(
     return reports
 
 
+@dataclass(frozen=True)
+class ReportedLimit:
+    """What a provider last said it has left of one metric (its rate-limit headers)."""
+
+    metric: str
+    remaining: float
+    resets_at: float
+
+
+def reported_limits(ledger: Ledger, provider: str) -> list[ReportedLimit]:
+    return [
+        ReportedLimit(str(metric), float(str(remaining)), float(str(resets_at)))
+        for metric, remaining, resets_at in ledger.read(
+            "SELECT metric, remaining, resets_at FROM provider_limits WHERE provider = ?"
+            " ORDER BY metric",
+            (provider,),
+        )
+    ]
+
+
 def _state_rows(ledger: Ledger) -> dict[str, tuple[object, ...]]:
     return {
         str(row[0]): row[1:]
@@ -169,4 +189,11 @@ def _status(
     return "ok", None, None
 
 
-__all__ = ["ProviderReport", "WindowUsage", "provider_states", "quota_report"]
+__all__ = [
+    "ProviderReport",
+    "ReportedLimit",
+    "WindowUsage",
+    "provider_states",
+    "quota_report",
+    "reported_limits",
+]
