@@ -162,6 +162,7 @@ class _Call:
     key_fp: str | None
     estimate: dict[str, float]
     retired: bool = False  # tried despite a retired mark (a probe): served lifts the mark
+    gone: bool = False  # skipped for a retired mark: the provider's next model is tried
     started: float = field(default_factory=time.perf_counter)
     tries: int = 0
     hold: Hold | None = None
@@ -283,7 +284,7 @@ class Dispatcher:
                     attempts.append(attempt)
                     if result is not None:
                         return RunResult(task, tuple(attempts), result, name, placement)
-                    if attempt.outcome != ModelUnavailable.outcome:
+                    if attempt.outcome != ModelUnavailable.outcome and not call.gone:
                         break  # only a retired model moves on to the same provider's next one
         return RunResult(task, tuple(attempts), placement=placement)
 
@@ -365,7 +366,7 @@ class Dispatcher:
                 opened = await self._open_stream(call, run, attempts)
                 if opened is not None:
                     return (call, *opened)
-                if attempts[-1].outcome != ModelUnavailable.outcome:
+                if attempts[-1].outcome != ModelUnavailable.outcome and not call.gone:
                     break
         return None
 
@@ -412,10 +413,8 @@ class Dispatcher:
         provider = self.config.providers[name]
         adapter = self._adapter(name, key)
         for model in models:
-            retired = await self.ledger.retired_model(name, model)
-            if retired is not None and not run.options.probe:
-                attempts.append(Attempt(name, "skipped", _retired(retired, task), model=model))
-                continue
+            # A retired mark is read by the reservation itself (one transaction, no extra
+            # statement while the ledger generation stands): a refusal naming it moves on.
             missing = await adapter.unavailable(task, model=model)
             if missing is not None:
                 attempts.append(Attempt(name, "skipped", missing, model=model))
@@ -429,7 +428,6 @@ class Dispatcher:
                 adapter=adapter,
                 key_fp=fingerprint(key) if key else None,
                 estimate=adapter.estimate(task, model=model),
-                retired=retired is not None,
             )
 
     def _precheck(self, name: str, task: Task) -> tuple[str | None, tuple[str, ...], str | None]:
@@ -486,6 +484,7 @@ class Dispatcher:
             )
             if isinstance(hold, Refusal):
                 raise _Skip(hold, call.last_error)
+            call.retired = hold.retired
             run.charge(hold.estimated_cost)  # held against --max-cost while in flight
             call.tries += 1
             call.hold = hold
@@ -581,6 +580,10 @@ class Dispatcher:
     async def _skipped(self, call: _Call, skipped: _Skip) -> Attempt:
         if skipped.last_error is None:
             refusal = skipped.refusal
+            if refusal.retired is not None:
+                call.gone = True
+                why = _retired(refusal.retired, call.task)
+                return Attempt(call.name, "skipped", why, model=call.model)
             return Attempt(
                 call.name, "skipped", refusal.reason, model=call.model, until=refusal.until
             )

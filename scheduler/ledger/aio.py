@@ -7,6 +7,13 @@ requests, a batch's other files. So async code goes through this wrapper, which 
 on one dedicated thread. One thread, not a pool: a connection serves one transaction at a time
 anyway (the ledger holds a lock per connection), and a single thread keeps the order of a
 process's ledger writes the order they were asked in.
+
+The hop to that thread and back costs more than a SQLite transaction itself (two GIL hand-offs
+and a wake-up of the loop: 0.3-0.6 ms per call on a loaded 2-core machine, against 0.05 ms for
+the transaction). So on SQLite a call first runs right here, without waiting: when the thread has
+nothing queued and the write lock is free it is done at once; when either would wait (another
+process holds the lock) it raises `Busy` before doing anything, and goes to the thread, which
+waits. PostgreSQL calls always go to the thread (each statement is a network round trip).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from scheduler.ledger import models
+from scheduler.ledger.db import Busy
 from scheduler.ledger.store import CallRecord, Hold, Ledger, Refusal, SpendPolicy
 
 if TYPE_CHECKING:
@@ -36,10 +44,25 @@ class AsyncLedger:
     def __init__(self, ledger: Ledger) -> None:
         self.sync = ledger
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sched-ledger")
+        self._queued = 0  # calls handed to the thread and not finished: order is theirs
+        self.inline = ledger.dialect == "sqlite"
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, functools.partial(fn, *args, **kwargs))
+        if self.inline and self._queued == 0:
+            try:
+                with self.sync.no_wait():
+                    return fn(*args, **kwargs)
+            except Busy:
+                pass  # nothing was done: the thread waits for the lock
+        return await self._on_thread(functools.partial(fn, *args, **kwargs))
+
+    async def _on_thread(self, call: Callable[[], T]) -> T:
+        future = self._thread.submit(call)
+        self._queued += 1
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            self._queued -= 1
 
     async def run(
         self, fn: Callable[Concatenate[Ledger, P], T], *args: P.args, **kwargs: P.kwargs
@@ -62,6 +85,21 @@ class AsyncLedger:
         """Reserve on the ledger thread. If the caller is cancelled while the thread works, the
         hold it may still take is released when it lands, instead of blocking quota until its
         lease runs out."""
+        if self.inline and self._queued == 0:
+            try:
+                with self.sync.no_wait():
+                    return self.sync.reserve(
+                        provider,
+                        rules,
+                        amounts,
+                        task=task,
+                        model=model,
+                        key_fingerprint=key_fingerprint,
+                        spend=spend,
+                        probe=probe,
+                    )
+            except Busy:
+                pass
         call = functools.partial(
             self.sync.reserve,
             provider,
@@ -74,11 +112,14 @@ class AsyncLedger:
             probe=probe,
         )
         future = self._thread.submit(call)
+        self._queued += 1
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             future.add_done_callback(self._release_orphan)
             raise
+        finally:
+            self._queued -= 1
 
     def _release_orphan(self, future: Future[Hold | Refusal]) -> None:
         if future.cancelled() or future.exception() is not None:

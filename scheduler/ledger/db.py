@@ -32,6 +32,12 @@ _PG_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 _MIGRATION_LOCK = 7_264_159_013  # pg_advisory_xact_lock key: one migrator at a time
 
 
+class Busy(Exception):
+    """The write lock is taken and this transaction was asked not to wait (`Database.wait`
+    off): nothing was done, the caller runs it again where waiting is fine. Not a
+    LedgerError: no caller may mistake it for a failed ledger and journal around it."""
+
+
 class Database:
     """One connection to the ledger, of either dialect, with `?`-placeholder statements."""
 
@@ -50,6 +56,7 @@ class Database:
         self.name = name
         self._reconnect = reconnect
         self._sql: dict[str, str] = {}
+        self.wait = True  # off: a BEGIN that meets the write lock raises Busy at once
         if dialect == "sqlite":
             self.errors = (sqlite3.Error,)
         else:
@@ -78,6 +85,14 @@ class Database:
         # the write lock, twenty times longer than a ledger transaction takes. Waiting in short
         # random steps instead lets eight processes share the lock at full speed; the total
         # wait is still bounded by BUSY_TIMEOUT_S.
+        if not self.wait:
+            try:
+                self.raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc):
+                    raise Busy from None
+                raise
         self._until_unlocked("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
@@ -202,6 +217,53 @@ def _summary_latency(db: Database) -> None:
 MIGRATIONS.append(("0008_summary_latency", _summary_latency))
 MIGRATIONS.append(("0009_model_state", _create_tables))  # retired models, live listings
 
+# What a reservation would read besides its own windows: a block, a retired model, a window under
+# another spec of a rule (a new usage_windows row), and a provider's reported limits. Every change
+# to them bumps a counter, by trigger, so every writer bumps it (any process, any code path, the
+# cron service, a hand-run UPDATE): a process may keep "nothing known" while the counter stands.
+# Reported limits have their own counter (`limits_n`): a provider that sends rate-limit headers
+# rewrites them with every answer, which must not make the rest be read again each time.
+GENERATION_TABLES = (
+    ("provider_state", ("INSERT", "UPDATE", "DELETE"), "n"),
+    ("provider_limits", ("INSERT", "UPDATE", "DELETE"), "limits_n"),
+    ("model_state", ("INSERT", "UPDATE", "DELETE"), "n"),
+    ("usage_windows", ("INSERT",), "n"),
+)
+
+
+def _generation(db: Database) -> None:
+    """ledger_generation (one row) and the triggers that bump it (see GENERATION_TABLES)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS ledger_generation"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL, limits_n BIGINT NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO ledger_generation (id, n, limits_n) VALUES (1, 0, 0)"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+    for table, events, column in GENERATION_TABLES:
+        name = f"sched_generation_{table}"
+        bump = f"UPDATE ledger_generation SET {column} = {column} + 1 WHERE id = 1"
+        if db.dialect == "postgresql":  # FOR EACH ROW: an UPDATE that matches nothing is quiet
+            db.execute(
+                f"CREATE OR REPLACE FUNCTION sched_bump_{column}() RETURNS trigger"
+                f" LANGUAGE plpgsql AS $$ BEGIN {bump}; RETURN NULL; END $$"
+            )
+            db.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            db.execute(
+                f"CREATE TRIGGER {name} AFTER {' OR '.join(events)} ON {table}"
+                f" FOR EACH ROW EXECUTE FUNCTION sched_bump_{column}()"
+            )
+            continue
+        for event in events:
+            db.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {name}_{event.lower()} AFTER {event} ON {table}"
+                f" BEGIN {bump}; END"
+            )
+
+
+MIGRATIONS.append(("0010_generation", _generation))
+
 
 def resolve_db_target(cli_value: str | None = None) -> str:
     """`--db`, then $SCHED_DB, then ./quota.db. A path or a SQLAlchemy URL."""
@@ -265,6 +327,10 @@ def _connect_sqlite(target: str) -> Database:
         # Write transactions wait in Database.begin(); readers never wait in WAL mode.
         raw.execute("PRAGMA busy_timeout=0")
         raw.execute("PRAGMA synchronous=NORMAL")
+        # No checkpoint inside a commit (one in ~1000 took 30-40x the median): the ledger runs
+        # passive checkpoints on a thread of its own (scheduler/ledger/checkpoint.py), and the
+        # last connection to close checkpoints what is left.
+        raw.execute("PRAGMA wal_autocheckpoint=0")
     except sqlite3.DatabaseError as exc:
         raise LedgerError(describe_error(path, exc)) from None
     return Database(raw, "sqlite", str(path))
@@ -388,6 +454,7 @@ def _migrate(db: Database) -> None:
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "Busy",
     "DB_ENV",
     "DEFAULT_DB",
     "MIGRATIONS",

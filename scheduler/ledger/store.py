@@ -27,8 +27,10 @@ from scheduler.config.schema import MAX_BLOCK_S, Pricing, QuotaRule
 from scheduler.cost import FreeShare, is_billable, list_price, paid_share
 from scheduler.errors import LedgerError, ProviderError, redact
 from scheduler.ledger import trust
-from scheduler.ledger.db import Database, connect, describe_error
+from scheduler.ledger.checkpoint import WalCheckpointer
+from scheduler.ledger.db import Busy, Database, connect, describe_error
 from scheduler.ledger.journal import Journal, journal_path
+from scheduler.ledger.models import Retired
 from scheduler.tasks import RateLimitReport
 from scheduler.windows import WindowSpec, format_instant
 
@@ -57,12 +59,21 @@ _INSERT_CALL = (
 )
 # What other specs of a rule (its reset time or zone before an edit) hold in windows overlapping
 # this one; the rule ids the table uses now for this metric and period are excluded.
+# The second column counts every such window that ends after this one starts, overlapping or
+# later: while it is 0 no window of another spec can be carried until a new row appears (which
+# bumps the ledger generation).
 _CARRIED = (
-    "SELECT COALESCE(SUM(used + reserved), 0) FROM usage_windows WHERE provider = ?"
-    " AND metric = ? AND period = ? AND window_start < ? AND window_end > ?"
-    " AND rule NOT IN ({})"
+    "SELECT COALESCE(SUM(CASE WHEN window_start < ? THEN used + reserved ELSE 0 END), 0),"
+    " COUNT(*) FROM usage_windows WHERE provider = ? AND metric = ? AND period = ?"
+    " AND window_end > ? AND rule NOT IN ({})"
+)
+_GENERATION = "SELECT n, limits_n FROM ledger_generation WHERE id = 1"
+_RETIRED = (
+    "SELECT model, retired_at, retired_reason FROM model_state WHERE provider = ? AND retired = 1"
 )
 _SPEC_PERIODS = ("hour", "day", "month")  # periods whose rule id names a reset time or zone
+# The provider_state a successful call clears (a rejected key is cleared too, see quiet).
+_CLEARED_BY_SUCCESS = frozenset({"rate_limited", "transient"})
 LATE = "settled after its lease expired (counted as estimated until then)"
 JOURNALED = "recorded late, from the journal"
 
@@ -84,6 +95,11 @@ class Hold:
     # it was made at: what replaces a figure the provider reports that cannot be believed.
     estimate: tuple[tuple[str, float], ...] = ()
     pricing: Pricing | None = None
+    # The model is marked retired and a probe is trying it anyway (served: lift the mark).
+    retired: bool = False
+    # The provider had no block or disabled key to clear when this was reserved (a success then
+    # has no provider_state row to update); False when unknown, as for a journaled hold.
+    quiet: bool = False
 
     def estimated(self) -> dict[str, float]:
         """The estimate per metric; a hold rebuilt from its row has only its quota items."""
@@ -141,6 +157,20 @@ class Refusal:
 
     reason: str
     until: float | None = None
+    retired: Retired | None = None  # the model is marked retired: the provider's next model
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What one reservation of a provider (with one rule set) found besides its windows, valid
+    while the ledger generation stays `generation` (every change to these facts bumps it)."""
+
+    generation: int
+    quiet: bool  # no provider_state row that refuses, or that a success would clear
+    limits_generation: int
+    no_limits: bool  # no provider_limits row still in force (while limits_generation holds)
+    uncarried: frozenset[str]  # rule ids with no window of another spec that may overlap
+    retired: Mapping[str, Retired]  # the provider's retired models
 
 
 class _Refused(Exception):
@@ -183,10 +213,15 @@ class Ledger:
     ) -> None:
         self._db = conn if isinstance(conn, Database) else Database(conn, "sqlite", name)
         self._lock = threading.Lock()  # one transaction at a time per connection
+        self._holder: int | None = None  # the thread inside no_wait(), which holds _lock
         self.lease_s = lease_s
         self.max_block_s = max_block_s  # settings.max_block_s
         self.name = name
         self.journal = Journal(journal_path(self._db.dialect, self._db.name))
+        # Per (provider, rule ids): what the last reservation found, while the generation holds.
+        self._known: dict[tuple[str, tuple[str, ...]], _Known] = {}
+        sqlite_file = self._db.dialect == "sqlite" and name not in ("", ":memory:")
+        self._wal = WalCheckpointer(name) if sqlite_file else None
 
     @classmethod
     def open(
@@ -205,6 +240,8 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
+        if self._wal is not None:
+            self._wal.close()
         self._db.close()
 
     @property
@@ -212,9 +249,24 @@ class Ledger:
         return self._db.dialect
 
     @contextmanager
+    def no_wait(self) -> Iterator[None]:
+        """Within the block a transaction that would wait (for this connection's lock or the
+        database's write lock) raises `Busy` before doing anything (see AsyncLedger)."""
+        if not self._lock.acquire(blocking=False):
+            raise Busy
+        try:
+            self._db.wait = False
+            self._holder = threading.get_ident()
+            yield
+        finally:
+            self._holder = None
+            self._db.wait = True
+            self._lock.release()
+
+    @contextmanager
     def _write(self) -> Iterator[Database]:
         """One write transaction; database errors become LedgerError with advice."""
-        with self._lock:
+        with self._reentrant():
             db = self._db
             try:
                 db.begin()
@@ -233,6 +285,8 @@ class Ledger:
             except db.errors as exc:
                 db.rollback()
                 raise LedgerError(describe_error(self.name, exc)) from None
+            if self._wal is not None:
+                self._wal.committed()
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
@@ -241,9 +295,18 @@ class Ledger:
         with self._write() as conn:
             yield conn
 
+    @contextmanager
+    def _reentrant(self) -> Iterator[None]:
+        """The connection's lock, unless `no_wait` already holds it for this very call."""
+        if self._holder == threading.get_ident():
+            yield
+            return
+        with self._lock:
+            yield
+
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """A read-only query for reports (WAL readers never wait for the writer)."""
-        with self._lock:
+        with self._reentrant():
             try:
                 rows: list[tuple[object, ...]] = self._db.execute(sql, params).fetchall()
                 return rows
@@ -303,17 +366,41 @@ class Ledger:
         now: float,
     ) -> Hold | Refusal:
         with self._write() as conn:
-            refusal = self._state_refusal(conn, provider, key_fingerprint, now, probe=probe)
-            if refusal is not None:
-                return refusal
+            key = (provider, tuple(rule.rule_id for rule in rules))
+            generation, limits_generation = map(int, conn.execute(_GENERATION).fetchone())
+            known = self._known.get(key)
+            limits_known = known is not None and known.limits_generation == limits_generation
+            retired: Mapping[str, Retired]
+            if known is None or known.generation != generation:
+                known = None  # read everything; what is found is kept below
+                retired = self._retired(conn, provider)
+            else:
+                retired = known.retired
+            mark = retired.get(model)
+            if mark is not None and not probe:
+                return Refusal(f"model {model} retired", retired=mark)
+            quiet = known is not None and known.quiet
+            if not quiet:
+                refusal, quiet = self._state_refusal(
+                    conn, provider, key_fingerprint, now, probe=probe
+                )
+                if refusal is not None:
+                    return refusal
             items: list[Item] = []
             free: list[FreeShare] = []
+            uncarried: set[str] = set()
             for rule in rules:
                 amount = amounts.get(rule.metric, 0)
                 if amount <= 0:
                     continue
                 start, end = rule.window.bounds(now)
-                carried = _carried(conn, provider, rules, rule, start, end)
+                carried = 0.0
+                if known is None or rule.rule_id not in known.uncarried:
+                    carried, others = _carried_rows(conn, provider, rules, rule, start, end)
+                    if not others:
+                        uncarried.add(rule.rule_id)
+                else:
+                    uncarried.add(rule.rule_id)
                 limit = _UNLIMITED if _soft(rule, spend) else rule.limit - carried
                 row = None
                 if amount <= limit:  # the upsert's condition guards only an existing row
@@ -328,9 +415,17 @@ class Ledger:
                     left = rule.limit - (used + reserved - amount) - carried
                     free.append(FreeShare(rule.metric, left))
                 items.append((provider, rule.rule_id, start, rule.metric, float(amount)))
-            refusal = self._reported_refusal(conn, provider, amounts, now)
-            if refusal is not None:
-                raise _Refused(refusal)  # rolls back the holds taken above
+            no_limits = limits_known and known is not None and known.no_limits
+            if not no_limits:
+                refusal, no_limits = self._reported_refusal(conn, provider, amounts, now)
+                if refusal is not None:
+                    raise _Refused(refusal)  # rolls back the holds taken above
+            if known is not None:
+                uncarried |= known.uncarried  # rules this call held nothing on stay known
+            if known is None or known.uncarried != uncarried or not limits_known:
+                self._known[key] = _Known(
+                    generation, quiet, limits_generation, no_limits, frozenset(uncarried), retired
+                )
             billable = spend is not None and is_billable(spend.pricing)
             cost = amounts.get("usd", 0.0) * paid_share(amounts, free, billable)
             if spend is not None and cost > 0:
@@ -361,6 +456,8 @@ class Ledger:
                 cost,
                 tuple(amounts.items()),
                 spend.pricing if spend is not None else None,
+                retired=mark is not None,
+                quiet=quiet,
             )
 
     @staticmethod
@@ -451,16 +548,42 @@ class Ledger:
             items.append((caller.owner, rule_id, start, metric, amount))
         return items
 
+    @staticmethod
+    def _retired(conn: Database, provider: str) -> dict[str, Retired]:
+        return {
+            str(model): Retired(provider, str(model), float(str(since or 0)), str(reason or ""))
+            for model, since, reason in conn.execute(_RETIRED, (provider,)).fetchall()
+        }
+
     def _state_refusal(
         self, conn: Database, provider: str, key_fp: str | None, now: float, *, probe: bool = False
-    ) -> Refusal | None:
+    ) -> tuple[Refusal | None, bool]:
+        """Why the provider's state refuses the call, or None; and whether that state is quiet:
+        nothing that refuses any call or that a success would clear, now or later."""
         row = conn.execute(
             "SELECT blocked_until, block_outcome, block_reason, disabled, disabled_key,"
             " disabled_reason FROM provider_state WHERE provider = ?",
             (provider,),
         ).fetchone()
         if row is None:
-            return None
+            return None, True
+        refusal = self._row_refusal(conn, provider, row, key_fp, now, probe=probe)
+        _, outcome, _, disabled, _, _ = row
+        quiet = refusal is None and not disabled and outcome not in _CLEARED_BY_SUCCESS
+        blocked_until = row[0]
+        quiet = quiet and trust.until(blocked_until, now, self.max_block_s) == blocked_until
+        return refusal, quiet and (blocked_until or 0) <= now
+
+    def _row_refusal(
+        self,
+        conn: Database,
+        provider: str,
+        row: tuple[Any, ...],
+        key_fp: str | None,
+        now: float,
+        *,
+        probe: bool,
+    ) -> Refusal | None:
         blocked_until, outcome, reason, disabled, disabled_key, disabled_reason = row
         if disabled and (key_fp is None or key_fp == disabled_key):
             return Refusal(f"disabled: {disabled_reason} (fix the key to re-enable)")
@@ -484,13 +607,24 @@ class Ledger:
 
     def _reported_refusal(
         self, conn: Database, provider: str, amounts: Mapping[str, float], now: float
-    ) -> Refusal | None:
-        """Trust the provider's own remaining count when it is smaller than ours."""
+    ) -> tuple[Refusal | None, bool]:
+        """Trust the provider's own remaining count when it is smaller than ours; and whether
+        no report is in force at all (then none is until a new one is stored)."""
         rows = conn.execute(
             "SELECT metric, remaining, resets_at FROM provider_limits"
             " WHERE provider = ? AND resets_at > ?",
             (provider, now),
         ).fetchall()
+        return self._limits_refusal(conn, provider, rows, amounts, now), not rows
+
+    def _limits_refusal(
+        self,
+        conn: Database,
+        provider: str,
+        rows: Sequence[tuple[Any, ...]],
+        amounts: Mapping[str, float],
+        now: float,
+    ) -> Refusal | None:
         for metric, remaining, resets_at in rows:
             amount = amounts.get(metric, 0)
             if amount <= 0 or trust.finite(remaining) is None:
@@ -594,6 +728,8 @@ class Ledger:
             else:
                 self._update_call(conn, int(row[0]), record, _flag([*flags, LATE]))
         self._store_reports(conn, hold.provider, reports, now)
+        if hold.quiet:  # nothing to clear when reserved; a block set since is newer news
+            return cost
         conn.execute(
             "UPDATE provider_state SET blocked_until = 0, block_outcome = NULL,"
             " block_reason = NULL, disabled = 0, disabled_key = NULL, disabled_reason = NULL,"
@@ -825,7 +961,7 @@ class Ledger:
         """(used, reserved) of `rule`'s current window, with what an edited spec of the rule
         still holds counted as used (as reserve() counts it)."""
         start, end = rule.window.bounds(now)
-        with self._lock:
+        with self._reentrant():
             try:
                 row = self._db.execute(
                     "SELECT used, reserved FROM usage_windows WHERE provider = ? AND rule = ?"
@@ -862,7 +998,7 @@ class Ledger:
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when sound)."""
-        with self._lock:
+        with self._reentrant():
             return self._db.integrity_check()
 
 
@@ -877,14 +1013,26 @@ def _carried(
     """What windows of `rule`'s metric and period under another spec hold while overlapping
     this window: a rule whose reset time or zone was edited keeps what it counted (the old
     window's whole count, as we cannot know how much fell before the new boundary)."""
+    return _carried_rows(conn, provider, rules, rule, start, end)[0]
+
+
+def _carried_rows(
+    conn: Database,
+    provider: str,
+    rules: Sequence[QuotaRule],
+    rule: QuotaRule,
+    start: int,
+    end: int | None,
+) -> tuple[float, int]:
+    """`_carried`, and how many windows of another spec end after this one starts."""
     if rule.per not in _SPEC_PERIODS or end is None:
-        return 0.0
+        return 0.0, 0
     current = [r.rule_id for r in rules if r.metric == rule.metric and r.per == rule.per]
     row = conn.execute(
         _CARRIED.format(",".join("?" * len(current))),
-        (provider, rule.metric, rule.per, end, start, *current),
+        (end, provider, rule.metric, rule.per, start, *current),
     ).fetchone()
-    return float(row[0] or 0.0)
+    return float(row[0] or 0.0), int(row[1] or 0)
 
 
 def _flag(flags: Sequence[str]) -> str | None:

@@ -1,18 +1,16 @@
 """The OpenAI-compatible wire protocol: OpenAI, Groq, Mistral, Together, OpenRouter, DeepInfra,
 Fireworks chat, Perplexity, AI21's compatible endpoint and any local server (Ollama, vLLM, ...).
 
-Requests go through the `openai` SDK's documented raw-request path
-(`client.post(path, body=..., cast_to=httpx.Response)`): the SDK still supplies the base URL,
-auth, timeouts and status-error mapping, with its own retries off (`max_retries=0`, ours is the
-only retry loop), but we skip its typed request/response models. Those cost about 0.35 ms per
-call, more than the whole ledger transaction pair, and we need the raw body anyway: these
-providers signal "out of credit" and "per day" in the body, not in the status code.
+Requests are plain httpx POSTs on the shared client (base URL + path, a bearer key, our timeout;
+any non-2xx answer goes to `classify_error`). The `openai` SDK was used here only for its raw
+POST, and importing it cost 1.4 s of CPU per process, more than the rest of a `sched run text`
+together; its typed models would cost 0.35 ms more per call, and we need the raw body anyway:
+these providers signal "out of credit" and "per day" in the body, not in the status code.
 
 The same path serves every kind these APIs speak: `/chat/completions` (text, and multimodal with
-an `image_url` content part), `/images/generations`, `/audio/transcriptions` (multipart, sent as
-the SDK's own `audio.transcriptions.create` does: `files=` plus a `multipart/form-data`
-content-type header the SDK replaces with one carrying the boundary) and `/audio/speech`. Every
-endpoint shares one error envelope, so `classify_error` serves them all.
+an `image_url` content part), `/images/generations`, `/audio/transcriptions` (multipart form
+fields plus the file, as the SDK's own `audio.transcriptions.create` sends it) and
+`/audio/speech`. Every endpoint shares one error envelope, so `classify_error` serves them all.
 """
 
 from __future__ import annotations
@@ -42,7 +40,13 @@ from scheduler.errors import (
 from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter, reported_count
 from scheduler.providers.chat import data_url, openai_messages, openai_sampling
-from scheduler.providers.http_errors import decode_json, error_parts, json_object, read_error
+from scheduler.providers.http_errors import (
+    decode_json,
+    error_parts,
+    json_object,
+    read_error,
+    transport_error,
+)
 from scheduler.providers.http_guard import failure_name
 from scheduler.providers.sse import SseStream
 from scheduler.retry_hints import parse_retry_value
@@ -98,8 +102,6 @@ _AUDIO_ALIASES = {
     "audio/wave": "audio/wav",
     "audio/vnd.wave": "audio/wav",
 }
-# A multipart request: the SDK swaps this for the same type with its boundary.
-_MULTIPART = {"Content-Type": "multipart/form-data"}
 
 FileField = tuple[str, tuple[str, bytes, str]]
 
@@ -110,22 +112,6 @@ class OpenAICompatAdapter(Adapter):
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"text", "image", "stt", "tts", "multimodal"})
     default_base_url = "https://api.openai.com/v1"
     can_stream: ClassVar[bool] = True
-
-    _client: Any = None
-
-    def _sdk(self) -> Any:
-        if self._client is None:
-            from openai import AsyncOpenAI  # imported when this provider is first called
-
-            self._client = AsyncOpenAI(
-                # Local servers need no key, but the SDK refuses to build without one.
-                api_key=self.api_key or "no-key",
-                base_url=self.base_url,
-                http_client=self.http,
-                max_retries=0,
-                timeout=self.timeout_s,
-            )
-        return self._client
 
     # -- text and multimodal: /chat/completions --------------------------------------------
 
@@ -146,7 +132,7 @@ class OpenAICompatAdapter(Adapter):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers = self._auth()
         written: list[str] = []
         usage: dict[str, Any] = {}
         answered_by = model
@@ -310,9 +296,7 @@ class OpenAICompatAdapter(Adapter):
         if task.language:
             fields["language"] = task.language
         files: list[FileField] = [("file", (task.audio.name, audio, task.mime_type))]
-        response = await self._post(
-            "/audio/transcriptions", fields, files=files, headers=_MULTIPART
-        )
+        response = await self._post("/audio/transcriptions", fields, files=files)
         data = json_object(response, provider=self.name)
         self._raise_body_error(data, response, expected="text")
         text = data.get("text")
@@ -336,7 +320,7 @@ class OpenAICompatAdapter(Adapter):
             "voice": task.voice or "alloy",
             "response_format": task.format,
         }
-        # The SDK's own audio.speech.create asks for octet-stream, not its default JSON.
+        # As the SDK's own audio.speech.create: octet-stream, not JSON.
         response = await self._post(
             "/audio/speech", body, headers={"Accept": "application/octet-stream"}
         )
@@ -381,7 +365,7 @@ class OpenAICompatAdapter(Adapter):
         OpenRouter's with prices and `:free` ids, or Together's bare list."""
         from scheduler.providers.listing import get_json, parse_openai
 
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers = self._auth()
         data = await get_json(
             self.http,
             f"{self.base_url}/models",
@@ -427,23 +411,32 @@ class OpenAICompatAdapter(Adapter):
         files: Sequence[FileField] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        import openai
-
-        options: dict[str, Any] = {"headers": dict(headers)} if headers else {}
+        """One POST on the shared client: JSON, or multipart form fields plus `files` (httpx
+        writes the boundary into the content type). Any answer but a 2xx is classified."""
+        # A local server needs no key; the header it got from the SDK ("no-key") stays.
+        key = self.api_key or "no-key"
+        sent = {"Accept": "application/json", "Authorization": f"Bearer {key}", **(headers or {})}
+        url = f"{self.base_url}{path}"
         try:
-            response: httpx.Response = await self._sdk().post(
-                path, body=body, files=files, options=options, cast_to=httpx.Response
-            )
-        except openai.APIStatusError as exc:
-            raise self._classify(*error_parts(exc.response)) from None
-        except openai.APITimeoutError:
-            raise Transient(f"timed out after {self.timeout_s:g} s", provider=self.name) from None
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
-            raise Transient(
-                f"connection failed: {failure_name(cause)}", provider=self.name
-            ) from None
+            if files is not None:
+                form = {key: str(value) for key, value in body.items()}
+                response = await self.http.post(
+                    url, data=form, files=files, headers=sent, timeout=self.timeout_s
+                )
+            else:
+                sent["Content-Type"] = "application/json"
+                response = await self.http.post(
+                    url, content=json.dumps(body).encode(), headers=sent, timeout=self.timeout_s
+                )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, provider=self.name, timeout_s=self.timeout_s) from None
+        if not response.is_success:
+            raise self._classify(*error_parts(response)) from None  # never chain the answer
         return response
+
+    def _auth(self) -> dict[str, str]:
+        # Local servers need no key: no header at all rather than a made-up one.
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 def _delta_text(chunk: dict[str, Any]) -> str:
