@@ -27,6 +27,7 @@ JOBS: dict[str, str] = {
     "daily-reset": "jobs.daily_reset:daily_reset",
     "expire-reservations": "jobs.expire_reservations:expire_reservations",
     "failure-report": "jobs.failure_report:failure_report",
+    "models-check": "jobs.models_check:models_check",
     "probe-disabled": "jobs.probe_disabled:probe_disabled",
     "quota-check": "jobs.quota_check:quota_check",
 }

@@ -2,9 +2,8 @@
 
 Over the last hour and the last day, per provider and task kind: calls, successes, failures by
 class, failure rate, p50/p95 latency and spend. The report goes to the log (one JSON line), to
-`<reports_dir>/failure-report-<UTC time>.json` (directory 0700, file 0600), and to the chat
-webhook in `SCHED_REPORT_WEBHOOK` when set (`{"text": ...}`, which Slack, Mattermost, Rocket.Chat
-and Discord-compatible endpoints show as a message).
+`<reports_dir>/failure-report-<UTC time>.json`, and to the chat webhook in `SCHED_REPORT_WEBHOOK`
+when set (both through `jobs.reporting`).
 
 Then every provider whose own-fault failure rate over the last hour is above
 `disable_above_failure_rate`, with at least `min_calls` calls, is disabled for every process until
@@ -13,37 +12,30 @@ the probe job sees it healthy again (see `scheduler.ledger.maintenance` for what
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs import Detail, JobContext, run_recorded
+from jobs.reporting import WEBHOOK_ENV, post_webhook, write_report
+from jobs.reporting import iso as _iso
 
 if TYPE_CHECKING:
     import httpx
 
-WEBHOOK_ENV = "SCHED_REPORT_WEBHOOK"
 PERIODS: tuple[tuple[str, str, int], ...] = (
     ("last_hour", "Last hour", 3600),
     ("last_day", "Last day", 86400),
 )
 HEALTH_PERIOD_S = 3600
-WEBHOOK_TIMEOUT_S = 10.0
 
 log = logging.getLogger("sched.jobs.failure_report")
 
 
 def failure_report(config_path: str | None = None, db_target: str | None = None) -> Detail:
     return run_recorded("failure-report", config_path, db_target, report)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def report(
@@ -121,19 +113,6 @@ def disable_sick(ctx: JobContext, *, now: float) -> list[dict[str, str]]:
     return disabled
 
 
-def write_report(directory: Path, doc: Mapping[str, object], now: float) -> Path:
-    """Write the report as JSON, readable by the owner only (it names providers and spend)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory / f"failure-report-{stamp}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # O_CREAT's mode only applies to a new file
-    with os.fdopen(fd, "w", encoding="utf-8") as sink:
-        json.dump(doc, sink, indent=2)
-        sink.write("\n")
-    return path
-
-
 def _providers(period: object) -> list[Mapping[str, object]]:
     rows = period.get("providers", []) if isinstance(period, Mapping) else []
     return [row for row in rows if isinstance(row, Mapping)]
@@ -175,26 +154,6 @@ def render_text(doc: Mapping[str, object]) -> str:
     for entry in disabled if isinstance(disabled, list) else ():
         lines.append(f"Disabled {entry['provider']}: {entry['reason']}")
     return "\n".join(lines)
-
-
-def post_webhook(url: str, text: str, *, transport: httpx.BaseTransport | None = None) -> str:
-    """POST `{"text": text}`; return what happened. Never raises, never shows the URL (a chat
-    webhook URL is itself a secret)."""
-    import httpx
-
-    try:
-        with httpx.Client(timeout=WEBHOOK_TIMEOUT_S, transport=transport) as client:
-            response = client.post(url, json={"text": text})
-    except httpx.HTTPError as exc:
-        log.warning("failure report webhook: %s", type(exc).__name__)
-        return f"failed: {type(exc).__name__}"
-    except ValueError:  # not a URL at all
-        log.warning("failure report webhook: %s is not a valid URL", WEBHOOK_ENV)
-        return f"failed: {WEBHOOK_ENV} is not a valid URL"
-    if response.is_success:
-        return f"posted (HTTP {response.status_code})"
-    log.warning("failure report webhook: HTTP %s", response.status_code)
-    return f"failed: HTTP {response.status_code}"
 
 
 __all__ = [

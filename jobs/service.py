@@ -101,6 +101,23 @@ def reset_times(config: Config) -> list[tuple[str, str]]:
     return sorted(found, key=lambda item: (item[1] != "UTC", item[1], item[0]))
 
 
+def _weekly(spec: str, where: str) -> tuple[CronTrigger, str, str]:
+    """A weekly 'DAY HH:MM ZONE' setting: its trigger, how `sched cron list` shows it, its zone."""
+    match = _WEEKLY.match(spec.strip())
+    if match is None:
+        raise ConfigError(
+            f"expected 'DAY HH:MM ZONE' such as 'mon 09:00 UTC', got {spec!r}", path=where
+        )
+    day, hour_text, minute_text, tz = match.groups()
+    trigger = CronTrigger(
+        day_of_week=day.lower(),
+        hour=int(hour_text),
+        minute=int(minute_text),
+        timezone=_zone(tz, where),
+    )
+    return trigger, f"weekly {day.lower()} {hour_text}:{minute_text}", tz
+
+
 def job_specs(config: Config) -> list[JobSpec]:
     """Every job the table asks for, with its trigger."""
     cron = config.settings.cron
@@ -122,21 +139,9 @@ def job_specs(config: Config) -> list[JobSpec]:
     specs.append(
         JobSpec("probe-disabled", "probe-disabled", _every(every), f"every {every} min", "UTC")
     )
-    match = _WEEKLY.match(cron.quota_check.strip())
-    if match is None:
-        raise ConfigError(
-            f"expected 'DAY HH:MM ZONE' such as 'mon 09:00 UTC', got {cron.quota_check!r}",
-            path="settings.cron.quota_check",
-        )
-    day, hour_text, minute_text, tz = match.groups()
-    weekly = CronTrigger(
-        day_of_week=day.lower(),
-        hour=int(hour_text),
-        minute=int(minute_text),
-        timezone=_zone(tz, "settings.cron.quota_check"),
-    )
-    schedule = f"weekly {day.lower()} {hour_text}:{minute_text}"
-    specs.append(JobSpec("quota-check", "quota-check", weekly, schedule, tz))
+    for job, spec in (("models-check", cron.models_check), ("quota-check", cron.quota_check)):
+        weekly, schedule, tz = _weekly(spec, f"settings.cron.{job.replace('-', '_')}")
+        specs.append(JobSpec(job, job, weekly, schedule, tz))
     return specs
 
 

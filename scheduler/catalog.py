@@ -5,17 +5,25 @@ For every provider asked about: its adapter's `list_models` (the provider's own 
 model the table names for it is `present` in that list or `missing`, and carries its retired
 mark from the ledger if it has one. A provider without a key, disabled, or whose adapter reads no
 list is skipped with the reason; one whose list endpoint fails is reported failed, classified as
-any call. A successful listing is stored (`ledger.models.record_listing`), prices included.
+any call. A successful listing is stored (`ledger.models.record_listing`), prices included, and
+`underpriced` compares those published prices with the table's (`sched config check`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from scheduler.errors import ProviderError
-from scheduler.ledger.models import Listed, Retired, record_listing, retired_models
+from scheduler.ledger.models import (
+    Listed,
+    Retired,
+    published_prices,
+    record_listing,
+    retired_models,
+)
 from scheduler.providers.listing import ModelInfo, NoListing, dedupe
 from scheduler.providers.registry import adapter_class
 
@@ -127,4 +135,51 @@ async def fetch_catalog(
     return out
 
 
-__all__ = ["Configured", "ProviderCatalog", "fetch_catalog"]
+@dataclass(frozen=True)
+class PriceGap:
+    """A model the table prices below what its provider's catalog published at the last
+    listing: calls to it would be counted cheaper than they are billed."""
+
+    provider: str
+    model: str
+    unit: Literal["input", "output"]
+    table_usd_per_mtok: float
+    published_usd_per_mtok: float
+    listed_at: float
+
+    @property
+    def message(self) -> str:
+        day = time.strftime("%Y-%m-%d", time.gmtime(self.listed_at))
+        return (
+            f"{self.provider}: {self.model} {self.unit} is priced ${self.table_usd_per_mtok:g}"
+            f" per Mtok in the table, ${self.published_usd_per_mtok:g} in {self.provider}'s"
+            f" catalog (listed {day}); spend would be under-counted: set"
+            f" providers.{self.provider}.pricing.models.{self.model}"
+        )
+
+
+def underpriced(config: Config, ledger: Ledger) -> list[PriceGap]:
+    """Every (provider, model, unit) of the table priced below the provider's published price,
+    from the listings the ledger stored (`sched models`, `models-check`; OpenRouter and
+    Together publish prices). An unset table price counts as 0: the call would be free to us."""
+    gaps = []
+    for name, provider in config.providers.items():
+        published = published_prices(ledger, name)
+        if not published:
+            continue
+        for model in dict.fromkeys(m for names in provider.models.values() for m in names):
+            listed = published.get(model)
+            if listed is None:
+                continue
+            prices = provider.pricing.for_model(model)
+            units: tuple[tuple[Literal["input", "output"], float | None, float | None], ...] = (
+                ("input", prices.usd_per_mtok_input, listed.usd_per_mtok_input),
+                ("output", prices.usd_per_mtok_output, listed.usd_per_mtok_output),
+            )
+            for unit, ours, theirs in units:
+                if theirs is not None and (ours or 0.0) < theirs:
+                    gaps.append(PriceGap(name, model, unit, ours or 0.0, theirs, listed.listed_at))
+    return gaps
+
+
+__all__ = ["Configured", "PriceGap", "ProviderCatalog", "fetch_catalog", "underpriced"]

@@ -32,6 +32,7 @@ JOB_NAMES = [
     "daily-reset",
     "expire-reservations",
     "failure-report",
+    "models-check",
     "probe-disabled",
     "quota-check",
 ]
@@ -106,6 +107,8 @@ def test_daily_reset_for_midnight_pacific_fires_at_8_utc_in_january_7_in_july(
     assert january["probe-disabled"]["next_run_utc"] == "2026-01-15T00:30:00+00:00"
     assert january["quota-check"]["next_run_utc"] == "2026-01-19T09:00:00+00:00"  # a Monday
     assert january["quota-check"]["zone"] == "UTC"
+    assert january["models-check"]["next_run_utc"] == "2026-01-19T08:30:00+00:00"
+    assert january["models-check"]["schedule"] == "weekly mon 08:30"
     assert january[pacific]["zone"] == "America/Los_Angeles"
 
 
@@ -129,6 +132,7 @@ def test_one_daily_reset_trigger_per_distinct_reset_time_and_zone(tmp_path: Path
         "expire-reservations",
         "failure-report",
         "probe-disabled",
+        "models-check",
         "quota-check",
     ]
     quota = specs[-1]
@@ -143,6 +147,10 @@ def test_a_malformed_quota_check_schedule_is_a_config_error(tmp_path: Path) -> N
     result = run_cli("--config", str(config), "cron", "list")
     assert result.code == 2
     assert "settings.cron.quota_check" in result.stderr and "mon 09:00 UTC" in result.stderr
+    config = _config(tmp_path, settings="cron: {models_check: 'mon 25:00 UTC'}")
+    result = run_cli("--config", str(config), "cron", "list")
+    assert result.code == 2
+    assert "settings.cron.models_check" in result.stderr and "'mon 25:00 UTC'" in result.stderr
 
 
 # -- missed runs -----------------------------------------------------------------------------
@@ -206,7 +214,7 @@ def test_a_restart_replaces_changed_triggers_and_drops_jobs_no_longer_wanted(
     second.shutdown()
     assert sorted(jobs) == sorted(
         ["daily-reset@00:00 UTC", "expire-reservations", "failure-report", "probe-disabled",
-         "quota-check"]
+         "models-check", "quota-check"]
     )  # fmt: skip
     assert str(jobs["probe-disabled"].trigger) == "interval[0:10:00]"
     assert {job.func_ref for job in jobs.values()} == set(JOBS.values())

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="The cron service: daily resets, reservation expiry, failure reports with health "
-    "disables, re-probes of disabled providers, and the weekly free-quota check. Without a "
+    "disables, re-probes of disabled providers, the weekly model-list check (models gone from "
+    "a provider's list are marked retired) and the weekly free-quota check. Without a "
     "command it runs in the foreground until SIGTERM or Ctrl-C (one service per ledger).",
     invoke_without_command=True,
 )
@@ -48,7 +49,8 @@ def run_once(
     job: Annotated[
         str,
         typer.Argument(
-            help="daily-reset, expire-reservations, failure-report, probe-disabled or quota-check."
+            help="daily-reset, expire-reservations, failure-report, models-check, probe-disabled"
+            " or quota-check."
         ),
     ],
 ) -> None:

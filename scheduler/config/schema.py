@@ -35,6 +35,11 @@ AdapterName = Literal[
     "local",
 ]
 Strategy = Literal["priority", "cheapest", "fastest"]
+# How an OpenAI-compatible chat request caps its answer: OpenAI's own API wants
+# `max_completion_tokens` (its reference marks `max_tokens` deprecated, and reasoning models
+# refuse it); Groq, Mistral, OpenRouter, vLLM and the other compatible servers take `max_tokens`.
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+OPENAI_CHAT_ADAPTERS = frozenset({"openai", "fireworks", "local"})  # chat over OpenAI's wire
 
 MAX_BLOCK_S = 3 * 86400.0  # settings.max_block_s default: three days
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -162,6 +167,10 @@ class ProviderConfig(_Strict):
     pricing: Pricing = Field(default_factory=Pricing)
     budget: Budget | None = None  # this provider's own caps, beside the global one
     options: LocalOptions = Field(default_factory=LocalOptions)  # used by the local adapter
+    # OpenAI-compatible chat only: the field that caps the answer's length. Unset, it follows
+    # the endpoint: `max_completion_tokens` at api.openai.com, `max_tokens` anywhere else (a
+    # proxy in front of OpenAI sets it).
+    max_tokens_field: MaxTokensField | None = None
 
     @field_validator("quotas")
     @classmethod
@@ -173,6 +182,17 @@ class ProviderConfig(_Strict):
                 raise ValueError(f"two rules count {rule.rule_id}; keep only one")
             seen.add(rule.rule_id)
         return value
+
+    @model_validator(mode="after")
+    def _max_tokens_field_where_read(self) -> ProviderConfig:
+        """The setting is read by the OpenAI-compatible chat only: elsewhere it would be a
+        silent no-op, so it is refused like a typo."""
+        if self.max_tokens_field is not None and self.adapter not in OPENAI_CHAT_ADAPTERS:
+            raise ValueError(
+                "max_tokens_field applies to OpenAI-compatible chat only"
+                f" (adapters {', '.join(sorted(OPENAI_CHAT_ADAPTERS))}), not {self.adapter!r}"
+            )
+        return self
 
     @field_validator("models", mode="before")
     @classmethod

@@ -36,11 +36,18 @@ def openai_messages(task: TextTask) -> list[dict[str, Any]]:
     return [{"role": m.role, "content": openai_content(m)} for m in task.messages]
 
 
-def openai_sampling(task: TextTask) -> dict[str, Any]:
-    """max_tokens, temperature and stop, only those set: a provider keeps its own defaults."""
-    body: dict[str, Any] = {}
-    if task.max_tokens:
-        body["max_tokens"] = task.max_tokens
+def openai_max_tokens(max_tokens: int | None, *, completion_tokens: bool = False) -> dict[str, Any]:
+    """The answer's length cap, if set, under the name the server takes: `max_completion_tokens`
+    for OpenAI's own API (`completion_tokens`), `max_tokens` for every other compatible one."""
+    if not max_tokens:
+        return {}
+    return {"max_completion_tokens" if completion_tokens else "max_tokens": max_tokens}
+
+
+def openai_sampling(task: TextTask, *, completion_tokens: bool = False) -> dict[str, Any]:
+    """max_tokens, temperature and stop, only those set: a provider keeps its own defaults.
+    `completion_tokens` sends the cap as `max_completion_tokens` (see `openai_max_tokens`)."""
+    body: dict[str, Any] = openai_max_tokens(task.max_tokens, completion_tokens=completion_tokens)
     if task.temperature is not None:
         body["temperature"] = task.temperature
     if task.stop:
@@ -114,6 +121,7 @@ __all__ = [
     "data_url",
     "gemini_contents",
     "openai_content",
+    "openai_max_tokens",
     "openai_messages",
     "openai_sampling",
 ]

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,7 +40,12 @@ from scheduler.errors import (
 )
 from scheduler.media import sniff_media_type
 from scheduler.providers.base import Adapter, reported_count
-from scheduler.providers.chat import data_url, openai_messages, openai_sampling
+from scheduler.providers.chat import (
+    data_url,
+    openai_max_tokens,
+    openai_messages,
+    openai_sampling,
+)
 from scheduler.providers.http_errors import (
     decode_json,
     error_parts,
@@ -104,6 +110,8 @@ _AUDIO_ALIASES = {
 }
 
 FileField = tuple[str, tuple[str, bytes, str]]
+# OpenAI's own API, the one server that wants `max_completion_tokens` unless configured.
+OPENAI_API_HOST = "api.openai.com"
 
 
 class OpenAICompatAdapter(Adapter):
@@ -115,8 +123,19 @@ class OpenAICompatAdapter(Adapter):
 
     # -- text and multimodal: /chat/completions --------------------------------------------
 
+    @property
+    def completion_tokens(self) -> bool:
+        """Whether this provider caps answers with `max_completion_tokens`: as configured
+        (`max_tokens_field`), else only OpenAI's own API, which deprecated `max_tokens`."""
+        field = self.config.max_tokens_field
+        if field is None:
+            host = urlsplit(self.base_url).hostname or ""
+            return host == OPENAI_API_HOST
+        return field == "max_completion_tokens"
+
     async def text(self, task: TextTask, *, model: str) -> ProviderResult:
-        body = {"model": model, "messages": openai_messages(task), **openai_sampling(task)}
+        sampling = openai_sampling(task, completion_tokens=self.completion_tokens)
+        body = {"model": model, "messages": openai_messages(task), **sampling}
         return await self._chat(body, model=model, input_estimate=task.estimate()["input_tokens"])
 
     async def stream_text(
@@ -128,7 +147,7 @@ class OpenAICompatAdapter(Adapter):
         body = {
             "model": model,
             "messages": openai_messages(task),
-            **openai_sampling(task),
+            **openai_sampling(task, completion_tokens=self.completion_tokens),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -186,9 +205,11 @@ class OpenAICompatAdapter(Adapter):
             {"type": "text", "text": task.prompt},
             {"type": "image_url", "image_url": {"url": url}},
         ]
-        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": content}]}
-        if task.max_tokens:
-            body["max_tokens"] = task.max_tokens
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": "user", "content": content}],
+            **openai_max_tokens(task.max_tokens, completion_tokens=self.completion_tokens),
+        }
         return await self._chat(body, model=model, input_estimate=task.estimate()["input_tokens"])
 
     async def _chat(
