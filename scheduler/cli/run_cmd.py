@@ -356,12 +356,19 @@ def tts(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Audio file to write (.mp3, .wav, .opus)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Audio file to write (.mp3, .wav, .opus). Default: speech.mp3, or "
+            "speech.FORMAT with --format; a name without extension gets --format's.",
+        ),
     ] = None,
     voice: Annotated[str | None, typer.Option("--voice", help="Provider voice name or id.")] = None,
     audio_format: Annotated[
         str | None,
-        typer.Option("--format", help="mp3, wav or opus (default: from OUTPUT's extension)."),
+        typer.Option(
+            "--format", help="mp3, wav or opus (default: from OUTPUT's extension, else mp3)."
+        ),
     ] = None,
     model: Model = None,
     provider: Provider = None,
@@ -380,6 +387,8 @@ def tts(
         raise InputError(f"--format {audio_format!r}: expected one of mp3, wav, opus")
     if output is None:
         output = Path(f"speech.{audio_format or 'mp3'}")
+    elif not output.suffix:  # `-o hello --format wav` is hello.wav; `-o hello` is hello.mp3
+        output = output.with_name(f"{output.name}.{audio_format or 'mp3'}")
     media.check_output_path(output, media.AUDIO_SUFFIXES)
     from_suffix = media.AUDIO_SUFFIXES[output.suffix.lower()]
     if audio_format is not None and audio_format != from_suffix:
