@@ -6,8 +6,9 @@ Fills a SQLite ledger with ROWS call rows spread over the last 30 days and six p
 transaction of bulk inserts, the way a month of traffic would leave it), then times what
 `GET /` does in process: the snapshot queries and the HTML render, median of 5 runs, beside the
 same over 10,000 rows, after the nightly roll-up of finished days that the cron service's
-daily reset does (and, for comparison, before it). Target (issue 14): under 300 ms at a million rows; the ratio to 10k rows
-shows whether the queries grow with the log. Exits 1 on a miss.
+daily reset does (and, for comparison, before it). Target (issue 14): under 300 ms at a
+million rows; the ratio to 10k rows shows whether the queries grow with the log. Exits 1 on a
+miss.
 """
 
 from __future__ import annotations

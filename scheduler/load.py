@@ -8,6 +8,7 @@ cheap but not free (nvidia-smi takes tens of milliseconds), so a process caches 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -36,16 +37,29 @@ def read_load() -> LoadReading:
     global _cached
     pinned = os.environ.get(LOAD_ENV)
     if pinned:
-        try:
-            return LoadReading(float(pinned), LOAD_ENV)
-        except ValueError:
-            pass  # not a number: read the machine as usual
+        return LoadReading(_pinned(pinned), LOAD_ENV)
     now = time.monotonic()
     if _cached is not None and now - _cached[0] < CACHE_S:
         return _cached[1]
     reading = _gpu_load() or _cpu_load()
     _cached = (now, reading)
     return reading
+
+
+def _pinned(text: str) -> float:
+    """SCHED_LOAD's value. A typo is an error, not a silent reading of the machine: the user
+    pinned the load to decide where local goes, and would never learn it was ignored."""
+    from scheduler.errors import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(
+            f"{LOAD_ENV}={text!r}: expected a load from 0 (idle) to 1 (busy), e.g. 0.95"
+        )
+    return value
 
 
 def _gpu_load() -> LoadReading | None:

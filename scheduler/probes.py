@@ -40,6 +40,17 @@ def probe_kind(config: Config, provider: str) -> TaskKind | None:
     return next((kind for kind in TASK_KINDS if kind in models), None)
 
 
+def probe_kinds(config: Config, provider: str) -> list[TaskKind]:
+    """Every task kind the provider serves: each priority list that names it (in TASK_KINDS
+    order), else the kinds it configures a model for. `local` serves several (text, stt, tts,
+    ...), and one of them working says nothing about the others."""
+    listed = [kind for kind in TASK_KINDS if provider in config.tasks.get(kind, ())]
+    if listed:
+        return listed
+    models = config.providers[provider].models
+    return [kind for kind in TASK_KINDS if kind in models]
+
+
 def tone_wav(seconds: float = PROBE_AUDIO_SECONDS, rate: int = 16000) -> bytes:
     """A mono 16-bit WAV of a 440 Hz tone: the smallest audio every speech API accepts."""
     frames = b"".join(
@@ -83,4 +94,4 @@ def probe_task(kind: TaskKind, workdir: Path) -> Task:
     )  # fmt: skip
 
 
-__all__ = ["PROBE_AUDIO_SECONDS", "probe_kind", "probe_task", "tone_wav"]
+__all__ = ["PROBE_AUDIO_SECONDS", "probe_kind", "probe_kinds", "probe_task", "tone_wav"]

@@ -33,13 +33,19 @@ from scheduler.dispatcher import RunResult
 from scheduler.errors import ProviderError, RejectedInput, Transient
 from scheduler.load import LoadReading
 from scheduler.media import probe_audio
-from scheduler.providers import local
+from scheduler.providers import espeak, local
 from scheduler.providers.local import LocalAdapter, ModelKey, model_loads, resolve_model
 from scheduler.tasks import MultimodalTask, SttTask, TextTask, TtsTask
 from tests.fakes import local_shapes, openai_shapes
 from tests.fakes.server import FakeServer
 
 BUNDLED = resolve_model("tiny.en")
+# Measured with tiny.en on this machine's CPU (int8): 0 errors in these 9 words with espeak-ng
+# 1.51 (apt) and with espeakng-loader's 1.52 library alike. (The former sentence, "The weather
+# is sunny and warm today.", is heard as "But whether it's..." by 1.51: WER 0.43.) The bound
+# allows 2 of 9 words for other CPUs' int8 kernels and GPUs' float16.
+SENTENCE = "Please send the report to my office before noon."
+MAX_WER = 0.25
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +93,7 @@ def test_transcribes_with_segments_usage_and_loads_the_model_once_for_a_batch(
     tmp_path: Path,
 ) -> None:
     local.clear_models()
-    clip = local_shapes.speak("The weather is sunny and warm today.", tmp_path / "a.wav")
+    clip = local_shapes.speak(SENTENCE, tmp_path / "a.wav")
     task = _stt_task(clip)
 
     async def batch(adapter: LocalAdapter) -> list[Any]:
@@ -102,7 +108,7 @@ def test_transcribes_with_segments_usage_and_loads_the_model_once_for_a_batch(
         ModelKey(BUNDLED, "cpu", "int8"): 1
     }
     for result in results:
-        assert local_shapes.words(result.output) == "the weather is sunny and warm today".split()
+        assert local_shapes.word_error_rate(SENTENCE, result.output) <= MAX_WER, result.output
         assert result.usage == {"requests": 1, "audio_seconds": task.audio_seconds}
         assert result.data is None
         (segment,) = result.segments
@@ -381,15 +387,57 @@ def test_voice_option_overrides_the_model_and_an_unknown_voice_is_rejected() -> 
         _run(lambda a: a.tts(TtsTask(text="hi", voice="xx-nope"), model="en-us"))
 
 
-def test_espeak_missing_is_skipped_with_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")
+def test_no_engine_at_all_is_skipped_with_how_to_install_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(LocalAdapter, "find_speech", staticmethod(lambda: None))
     reason = _run(lambda a: a.unavailable(TtsTask(text="hi"), model="en-us"))
     assert reason == (
-        "espeak-ng is not installed (not found on PATH): "
-        "`apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
+        "espeak-ng is not installed (not on PATH, and espeakng-loader is missing): "
+        "pip install 'api-scheduler[local]', or `apt-get install espeak-ng` (Debian/Ubuntu) / "
+        "`brew install espeak-ng` (macOS)"
     )
     with pytest.raises(RejectedInput, match="apt-get install espeak-ng"):
         _run(lambda a: a.tts(TtsTask(text="hi"), model="en-us"))
+
+
+def test_the_system_espeak_ng_is_preferred_and_the_bundled_library_serves_without_it() -> None:
+    bundled = espeak.EspeakLibrary("/lib/x.so", "/data")
+    on_path = espeak.find_engine(which=lambda name: f"/usr/bin/{name}", bundled=lambda: bundled)
+    assert on_path == espeak.EspeakBinary("/usr/bin/espeak-ng")
+    assert espeak.find_engine(which=lambda name: None, bundled=lambda: bundled) is bundled
+    assert espeak.find_engine(which=lambda name: None, bundled=lambda: None) is None
+    shipped = espeak.bundled_library()  # the local extra installs espeakng-loader
+    assert shipped is not None and Path(shipped.library).is_file()
+
+
+def test_without_espeak_ng_on_path_the_bundled_library_speaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng binary reachable
+    assert _run(lambda a: a.unavailable(TtsTask(text="hi"), model="en-us")) is None
+    text = f"--version -w {tmp_path / 'x.wav'} and more words to speak"
+    result = _run(lambda a: a.tts(TtsTask(text=text), model="en-us"))
+    assert result.media_type == "audio/wav" and result.data[:4] == b"RIFF"
+    assert result.usage == {"requests": 1, "characters": len(text)}
+    path = tmp_path / "out.wav"
+    path.write_bytes(result.data)
+    assert probe_audio(path).seconds > 2.0  # every word spoken
+    clear = _run(lambda a: a.tts(TtsTask(text=SENTENCE), model="en-us"))
+    path.write_bytes(clear.data)
+    heard = _run(lambda a: a.stt(_stt_task(path), model="tiny.en"), options={"device": "cpu"})
+    assert local_shapes.word_error_rate(SENTENCE, heard.output) <= MAX_WER, heard.output
+    with pytest.raises(RejectedInput, match=r"espeak-ng has no voice 'xx-nope'"):
+        _run(lambda a: a.tts(TtsTask(text="hi", voice="xx-nope"), model="en-us"))
+    german = _run(lambda a: a.tts(TtsTask(text="Hallo", voice="de"), model="en-us"))
+    assert german.model == "de" and german.data[:4] == b"RIFF"
+
+
+def test_the_bundled_library_gives_up_at_its_timeout() -> None:
+    library = espeak.bundled_library()
+    assert library is not None
+    with pytest.raises(espeak.SpeechFailed, match="timed out after 0 s"):
+        library.speak_blocking("A long sentence. " * 200, "en-us", 0.0)
 
 
 # -- local servers: reachable or skipped fast ------------------------------------------------

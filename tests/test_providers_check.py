@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from tests.cli_inprocess import sched
 from tests.conftest import clean_env, openai_provider, run_cli, write_config
+from tests.fakes import local_shapes
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer
 
@@ -49,3 +53,35 @@ def test_check_calls_each_configured_provider_once_and_reports_remaining(
         2,
         "sched: error: unknown provider 'zzz'; known: a, b, c",
     )
+
+
+def test_local_is_checked_for_each_kind_it_serves_one_row_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Local's text server is not running; its speech engines are in-process and work: the
+    check says so per kind instead of calling local skipped after its text path alone."""
+    port = local_shapes.closed_port()
+    local = (
+        f"adapter: local\nbase_url: http://127.0.0.1:{port}/v1\n"
+        "models: {text: llama3.2, stt: tiny.en, tts: en-us}\n"
+        # VAD drops the probe's tone at once; without it tiny.en works through every temperature
+        # fallback on a second of 440 Hz (11 s on an idle 2-core machine).
+        "options: {device: cpu, vad_filter: true}"
+    )
+    write_config(
+        tmp_path / "providers.yaml",
+        {"local": local},
+        {"text": ["local"], "stt": ["local"], "tts": ["local"]},
+    )
+
+    result = sched(capsys, "providers", "check", "--json")
+
+    assert result.code == 1  # one kind of local is not available
+    rows = [(r["provider"], r["kind"], r["outcome"]) for r in result.json()["providers"]]  # type: ignore[union-attr]
+    assert rows == [("local", "text", "skipped"), ("local", "stt", "ok"), ("local", "tts", "ok")]
+    text_row = result.json()["providers"][0]  # type: ignore[index]
+    assert f"not reachable at http://127.0.0.1:{port}/v1" in text_row["error"]
+
+    table = sched(capsys, "providers", "check", "local")
+    lines = [line for line in table.stdout.splitlines() if "│ local " in line]
+    assert len(lines) == 3, table.stdout

@@ -18,6 +18,7 @@ from scheduler.cli import (
     cost_cmd,
     cron_cmd,
     history_cmd,
+    init_cmd,
     models_cmd,
     providers_cmd,
     quota_cmd,
@@ -51,6 +52,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("report")(report_cmd.report)
 app.command("models")(models_cmd.models)
 app.command("history")(history_cmd.history)
+app.command("init")(init_cmd.init)
 
 
 def _print_version(value: bool) -> None:

@@ -148,16 +148,16 @@ def check(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """One small real call per provider, of the provider's own task kind (a chat for text
-    providers, an image for image providers, a second of audio for speech providers), with its
-    latency and the remaining quota the provider reports. Calls count against quota as usual."""
+    """One small real call per provider and task kind it serves (a chat for text, an image for
+    image, a second of audio for stt, a word for tts), one row each, with its latency and the
+    remaining quota the provider reports. Calls count against quota as usual."""
     import asyncio
     import tempfile
     from pathlib import Path
 
     from scheduler.errors import InputError
     from scheduler.ledger.report import reported_limits
-    from scheduler.probes import probe_kind, probe_task
+    from scheduler.probes import probe_kinds, probe_task
 
     state = ctx.obj
     config = state.config()
@@ -178,20 +178,21 @@ def check(
     ledger = state.ledger()
     rows = []
     with tempfile.TemporaryDirectory(prefix="sched-probe-") as tmp:
-        probes: dict[str, Task] = {}
+        probes: dict[tuple[str, str | None], Task | None] = {}
         for name in selected:
-            kind = probe_kind(config, name)
-            if kind is not None:
-                probes[name] = probe_task(kind, Path(tmp))
+            kinds = probe_kinds(config, name)
+            for served in kinds:
+                probes[(name, served)] = probe_task(served, Path(tmp))
+            if not kinds:
+                probes[(name, None)] = None  # a row that says it serves nothing
         results = asyncio.run(_check_all(state, probes))
-    for name in selected:
-        run = results.get(name)
+    for (name, kind), run in results.items():
         attempt = run.attempts[-1] if run and run.attempts else None
         reported = reported_limits(ledger, name)
         rows.append(
             {
                 "provider": name,
-                "kind": run.task.kind if run else None,
+                "kind": kind,
                 "outcome": attempt.outcome if attempt else "skipped",
                 "error": attempt.error if attempt else "serves no task kind",
                 "latency_ms": round(attempt.latency_ms, 1) if attempt else None,
@@ -230,14 +231,17 @@ def check(
         raise typer.Exit(1)
 
 
-async def _check_all(state: AppState, probes: dict[str, Task]) -> dict[str, RunResult]:
-    """Probe the providers one after another through the dispatcher (quota and state apply)."""
+async def _check_all(
+    state: AppState, probes: dict[tuple[str, str | None], Task | None]
+) -> dict[tuple[str, str | None], RunResult | None]:
+    """Probe each (provider, kind) one after another through the dispatcher (quota and state
+    apply), in the order given; None stays None (nothing to probe)."""
     from scheduler.options import RunOptions
 
     async with state.scheduler() as scheduler:
         return {
-            name: await scheduler.run(task, RunOptions(provider=name))
-            for name, task in probes.items()
+            key: None if task is None else await scheduler.run(task, RunOptions(provider=key[0]))
+            for key, task in probes.items()
         }
 
 

