@@ -131,7 +131,7 @@ def test_prompt_from_stdin_and_system_prompt(tmp_path: Path, fake: FakeServer) -
         "model": "m",
         "messages": [
             {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "from stdin\n"},
+            {"role": "user", "content": "from stdin"},
         ],
         "max_tokens": 50,
     }
