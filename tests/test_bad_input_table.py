@@ -128,7 +128,7 @@ CASES: dict[str, Case] = {
     ),
     "unknown-key-in-provider": Case(
         ("--config", "bad.yaml", "run", "text", "hi"),
-        f"{ERR}bad.yaml:6: providers.a.quota: unknown key (check its spelling)",
+        f"{ERR}bad.yaml:6: providers.a.quota: unknown key; did you mean 'quotas'?",
         _config(
             f"providers:\n{PROVIDER}    quota:\n      - {{metric: requests, limit: 5, "
             f"per: day}}\n{TASKS}"
@@ -136,7 +136,7 @@ CASES: dict[str, Case] = {
     ),  # fmt: skip
     "unknown-top-level-key": Case(
         ("--config", "bad.yaml", "run", "text", "hi"),
-        f"{ERR}bad.yaml:1: setings: unknown key (check its spelling)",
+        f"{ERR}bad.yaml:1: setings: unknown key; did you mean 'settings'?",
         _config(f"setings:\n  timeout_s: 5\nproviders:\n{PROVIDER}{TASKS}"),
     ),
     "duplicate-provider-name": Case(
