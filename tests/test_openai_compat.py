@@ -901,7 +901,7 @@ def test_connect_error_is_transient_and_named() -> None:
     assert type(error) is Transient
     assert error.provider == "p"
     assert error.status is None
-    assert str(error) == "connection failed: ConnectError"
+    assert str(error) == "connection to api.openai.com failed: ConnectError"  # the host, named
 
 
 def test_read_timeout_is_transient_and_named() -> None:

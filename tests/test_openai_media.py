@@ -34,6 +34,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -608,7 +609,7 @@ def test_connection_refused_is_transient(tmp_path: Path, kind: str) -> None:
         base_url = server.base_url("oa")  # closed below: nothing listens there any more
     error = failed(endpoint_task(kind, tmp_path), base_url=base_url, model=ENDPOINTS[kind][1])
     assert type(error) is Transient
-    assert str(error) == "connection failed: ConnectError"
+    assert re.fullmatch(r"connection to 127\.0\.0\.1:\d+ failed: ConnectError", str(error))
 
 
 def test_echoed_key_never_reaches_the_message(fake: FakeServer, tmp_path: Path) -> None:

@@ -172,13 +172,25 @@ def transport_error(
     exc: httpx.HTTPError, *, provider: str, timeout_s: float, where: str = ""
 ) -> Transient:
     """The Transient a request that got no answer becomes: "timed out after 30 s" (plus
-    `where`, e.g. " on GET /v2/jobs/1") or "connection failed: ConnectError"; an answer the
-    HTTP layer refused (over the size cap) says so, with the cap."""
+    `where`, e.g. " on GET /v2/jobs/1") or "connection to api.groq.com failed: ConnectError"
+    (the host only: never a user part or query of the URL); an answer the HTTP layer refused
+    (over the size cap) says so, with the cap."""
     if refused := refused_text(exc):
         return Transient(f"{refused}{where}", provider=provider)
     if isinstance(exc, httpx.TimeoutException):
         return Transient(f"timed out after {timeout_s:g} s{where}", provider=provider)
-    return Transient(f"connection failed: {type(exc).__name__}", provider=provider)
+    host = _host_of(exc)
+    to = f" to {host}" if host else ""
+    return Transient(f"connection{to} failed: {type(exc).__name__}", provider=provider)
+
+
+def _host_of(exc: httpx.HTTPError) -> str | None:
+    """`host[:port]` of the request that failed, if the exception knows it."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised outside a request (no .request set)
+        return None
+    return f"{url.host}:{url.port}" if url.port else url.host or None
 
 
 def not_json(response: httpx.Response, *, provider: str) -> Transient:
