@@ -354,6 +354,19 @@ def _rescue_dirs(target: Path) -> list[Path]:
     return places
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of an image's bytes, read from its header only; None if unreadable."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
 def save_result(result: ProviderResult, path: Path) -> Path:
     """Write an image or speech result to `path` in the format its extension names, converting
     when the provider answered another one (WebP for a .png, MP3 for a .wav). A text result is
@@ -374,6 +387,7 @@ __all__ = [
     "check_output_path",
     "convert_audio",
     "convert_image",
+    "image_size",
     "probe_audio",
     "encode_result",
     "probe_image",

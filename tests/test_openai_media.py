@@ -675,6 +675,8 @@ def test_cli_image_on_deepinfra_writes_the_png(tmp_path: Path, fake: FakeServer)
     assert Path(str(data["path"])).resolve() == out.resolve()
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.read_bytes() == png
+    # The fake drew a 4x3 image for a 1024x1024 request: the user is told.
+    assert "sched: note: asked for 1024x1024, deepinfra drew 4x3" in result.stderr
     [request] = fake.requests()
     assert request.headers["authorization"] == "Bearer di-test-key-1"
     assert request.json() == {

@@ -345,6 +345,12 @@ def image(
     task = ImageTask(prompt=_read_text(prompt, "prompt"), size=size, model=model)
     (run,) = _dispatch(ctx.obj, [task], _options(provider, strategy, max_cost, free_only))
     saved = _save_media(run, output, "image")
+    if size is not None and run.result is not None and run.result.data is not None:
+        got = media.image_size(run.result.data)
+        if got is not None and f"{got[0]}x{got[1]}" != size:
+            typer.echo(
+                f"sched: note: asked for {size}, {run.provider} drew {got[0]}x{got[1]}", err=True
+            )
     _report(run, as_json=as_json, verbose=verbose, path=saved if run.ok else None)
 
 
