@@ -32,6 +32,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if _is_app_or_key_variable(name):
             monkeypatch.delenv(name)
+    # No terminal size from outside (pytest-xdist's workers set COLUMNS=80): a test that needs a
+    # width sets it, and output to a pipe is as wide as the CLI makes it.
+    for name in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
