@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     usage errors (exit 2, no boxed panel), SchedError with its own code. With --json the same
     failure is also one JSON object on stdout, so a script reading stdout always gets an answer.
     """
+    if argv is None:  # the sched process itself, not a caller inside another program
+        from scheduler.cli.lean import skip_probed_imports
+
+        skip_probed_imports()
     from scheduler.errors import SchedError
 
     state = AppState()
