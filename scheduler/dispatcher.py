@@ -66,8 +66,9 @@ if TYPE_CHECKING:
 # Cool-down after a provider kept failing transiently or rate-limited without saying for how long.
 DEFAULT_COOLDOWN_S = 30.0
 # The most a call may spend before its first request is sent (the SDK's first import, the client
-# build, reading the input): a generous cap, since timeout_s only starts at that request.
-WARM_UP_S = 30.0
+# build, reading the input): a generous cap, since timeout_s only starts at that request. Under
+# the default lease (timeout_s + 30 s), so a live call's hold never expires as a dead one's.
+WARM_UP_S = 20.0
 # `fastest` ranks providers by their median latency for the task kind over this period.
 FASTEST_WINDOW_S = 86400.0
 _PERIOD_ORDER = {"minute": 0, "hour": 1, "day": 2, "month": 3, "total": 4}
