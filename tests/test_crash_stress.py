@@ -36,7 +36,9 @@ WORKERS = 6
 BATCH = 25  # tasks per worker before it exits by itself
 LEASE_S = 2.0
 MAX_KILLS = 40
-DEADLINE_S = 90.0  # the run itself takes 25-40 s; this only stops a hang
+# Only a hang fails the run: no task reported by any worker for this long. No overall deadline:
+# the run takes 25-40 s on an idle machine and minutes on a loaded one, and both are fine.
+STALL_S = 120.0
 
 
 @dataclass
@@ -119,11 +121,13 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
     reports: list[dict[str, object]] = []
     live: list[Worker] = []
     kills = 0
-    started = time.monotonic()
+    started = last_progress = time.monotonic()
+    seen = 0  # tasks reported so far, by finished and live workers
     next_kill = started + rng.uniform(0.5, 1.5)
     try:
         while len(reports) < TASKS:
-            assert time.monotonic() - started < DEADLINE_S, f"stuck at {len(reports)} {why}"
+            now = time.monotonic()
+            assert now - last_progress < STALL_S, f"stuck at {len(reports)} {why}"
             for worker in [w for w in live if w.proc.poll() is not None]:
                 live.remove(worker)
                 err = _reap(worker)
@@ -131,6 +135,9 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
                 if not worker.killed:
                     assert worker.proc.returncode == 0, f"{err} {why}"
                     assert len(worker.lines) == worker.assigned, why
+            reported = len(reports) + sum(len(w.lines) for w in live)
+            if reported > seen:
+                seen, last_progress = reported, now
             while len(live) < WORKERS:
                 pending = TASKS - len(reports) - sum(w.assigned for w in live)
                 if pending <= 0:
