@@ -38,6 +38,7 @@ from tenacity import (
     wait_random,
 )
 
+from scheduler import call_clock
 from scheduler.config.keys import KeyStore, fingerprint
 from scheduler.cost import is_billable, list_price, paid_share
 from scheduler.errors import (
@@ -64,6 +65,10 @@ if TYPE_CHECKING:
 
 # Cool-down after a provider kept failing transiently or rate-limited without saying for how long.
 DEFAULT_COOLDOWN_S = 30.0
+# The most a call may spend before its first request is sent (the SDK's first import, the client
+# build, reading the input): a generous cap, since timeout_s only starts at that request. Under
+# the default lease (timeout_s + 30 s), so a live call's hold never expires as a dead one's.
+WARM_UP_S = 20.0
 # `fastest` ranks providers by their median latency for the task kind over this period.
 FASTEST_WINDOW_S = 86400.0
 _PERIOD_ORDER = {"minute": 0, "hour": 1, "day": 2, "month": 3, "total": 4}
@@ -328,7 +333,7 @@ class Dispatcher:
                     written.append(piece.text)
                     yield piece
                     try:
-                        piece = await self._bounded(anext(stream), task)
+                        piece = await self._bounded(anext(stream), task, sent=True)
                     except StopAsyncIteration:
                         break
                     except ProviderError as error:
@@ -627,13 +632,19 @@ class Dispatcher:
             return str(exc)
         return None
 
-    async def _bounded(self, call: Awaitable[T], task: Task) -> T:
+    async def _bounded(self, call: Awaitable[T], task: Task, *, sent: bool = False) -> T:
         """One provider call within `timeout_s` in all (httpx's timeout bounds each read, not a
-        whole slowly trickled answer). Speech gets its length on top: a local transcription of
-        an hour of audio is not a hung call."""
+        whole slowly trickled answer), counted from when its first request is sent (`sent`: it
+        already was, a stream's next piece): an SDK imported and a client built before it are
+        no slowness of the provider, and get up to `WARM_UP_S` of their own. Speech gets its
+        length on top: a local transcription of an hour of audio is not a hung call."""
         limit = self.config.settings.timeout_s + _audio_seconds(task)
+        loop = asyncio.get_running_loop()
+        cap_at = loop.time() + limit + (0.0 if sent else WARM_UP_S)
         try:
-            return await asyncio.wait_for(call, timeout=limit)
+            async with asyncio.timeout_at(cap_at) as cap:
+                with call_clock.watching(lambda: cap.reschedule(loop.time() + limit)):
+                    return await call
         except TimeoutError:
             raise Transient(f"timed out after {limit:g} s") from None
 

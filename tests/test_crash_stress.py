@@ -5,7 +5,8 @@ and, once that is full, provider `b`. The test kills a random busy worker every 
 milliseconds, wherever it is (in a ledger transaction, waiting for the provider, between tasks),
 and starts new workers until 500 tasks were reported done. Every reply of the fake carries a
 model name of its own (`a-17`), so a call can be followed from the fake to the worker to the
-calls table. After the leases run out and `Ledger.expire()` settles the dead processes' holds:
+calls table. After the leases run out and `Ledger.expire()` settles the dead processes' holds
+(those that the workers started later did not settle already):
 the file is sound, every call a worker saw committed is in `calls` exactly once, the fake never
 served `a` past its limit, and `a`'s window counts every hold of a dead process as used.
 """
@@ -36,7 +37,9 @@ WORKERS = 6
 BATCH = 25  # tasks per worker before it exits by itself
 LEASE_S = 2.0
 MAX_KILLS = 40
-DEADLINE_S = 90.0  # the run itself takes 25-40 s; this only stops a hang
+# Only a hang fails the run: no task reported by any worker for this long. No overall deadline:
+# the run takes 25-40 s on an idle machine and minutes on a loaded one, and both are fine.
+STALL_S = 120.0
 
 
 @dataclass
@@ -119,11 +122,13 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
     reports: list[dict[str, object]] = []
     live: list[Worker] = []
     kills = 0
-    started = time.monotonic()
+    started = last_progress = time.monotonic()
+    seen = 0  # tasks reported so far, by finished and live workers
     next_kill = started + rng.uniform(0.5, 1.5)
     try:
         while len(reports) < TASKS:
-            assert time.monotonic() - started < DEADLINE_S, f"stuck at {len(reports)} {why}"
+            now = time.monotonic()
+            assert now - last_progress < STALL_S, f"stuck at {len(reports)} {why}"
             for worker in [w for w in live if w.proc.poll() is not None]:
                 live.remove(worker)
                 err = _reap(worker)
@@ -131,6 +136,9 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
                 if not worker.killed:
                     assert worker.proc.returncode == 0, f"{err} {why}"
                     assert len(worker.lines) == worker.assigned, why
+            reported = len(reports) + sum(len(w.lines) for w in live)
+            if reported > seen:
+                seen, last_progress = reported, now
             while len(live) < WORKERS:
                 pending = TASKS - len(reports) - sum(w.assigned for w in live)
                 if pending <= 0:
@@ -175,7 +183,12 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
     outcomes = Counter((provider, outcome) for provider, _, outcome in rows)
 
     assert kills >= 10, f"only {kills} kills in {run_s:.1f} s {why}"
-    assert expired >= 1, f"no kill landed while a hold was open {why}"  # ~35 of 40 do
+    # A dead worker's hold is expired by whoever opens the ledger next: a worker starting later
+    # (Scheduler expires at start) or the test's last open. On a loaded machine all 40 kills land
+    # early in a long run, and the workers started after them expire every hold before the end.
+    dead_holds = outcomes["a", "expired"] + outcomes["b", "expired"]
+    assert dead_holds >= 1, f"no kill landed while a hold was open {why}"  # ~35 of 40 do
+    assert expired <= dead_holds, why
     # 500 tasks done; each task a worker reported was served (b always answers).
     assert len(reports) == TASKS, why
     assert all(r["provider"] in ("a", "b") for r in reports), why
@@ -195,7 +208,6 @@ def test_random_sigkills_lose_no_committed_call_and_never_overspend(
     # of a dead process as used: used = ok calls + expired holds, the whole limit, none reserved.
     assert served["a"] <= LIMIT, why
     assert open_holds == (0,), why
-    assert expired == outcomes["a", "expired"] + outcomes["b", "expired"], why
     assert window == [(float(outcomes["a", "ok"] + outcomes["a", "expired"]), 0.0)], why
     assert window == [(float(LIMIT), 0.0)], why  # a was full before the 500 tasks were done
     assert served["a"] <= outcomes["a", "ok"] + outcomes["a", "expired"], why

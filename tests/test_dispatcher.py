@@ -120,8 +120,11 @@ def test_transient_retry_waits_as_long_as_the_provider_asked(
 
 
 def test_http_date_retry_after(db_target: str) -> None:
-    when = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
-    script = Script(a=[error(502, {"retry-after": when}), httpx.Response(200, json=OK)])
+    def in_5_s() -> httpx.Response:  # dated when the request arrives, not before the SDK import
+        when = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
+        return error(502, {"retry-after": when})
+
+    script = Script(a=[in_5_s, httpx.Response(200, json=OK)])
     result, slept, _ = run(db_target, script)
     assert result.provider == "a" and 3.5 <= slept[0] <= 5.0
 

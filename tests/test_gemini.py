@@ -389,7 +389,7 @@ def test_malformed_success_is_transient(fake: FakeServer, reply: Reply) -> None:
 def test_dropped_connection_is_transient_and_not_retried(fake: FakeServer) -> None:
     error = fail(fake, Reply(close=True))
     assert type(error) is Transient
-    assert str(error).startswith("connection failed")
+    assert str(error).startswith("connection to 127.0.0.1:")
 
 
 def test_timeout_is_transient(fake: FakeServer) -> None:

@@ -153,3 +153,48 @@ def test_a_journaled_settle_of_an_expired_hold_counts_once(db_target: str) -> No
     assert ledger.read("SELECT used FROM usage_windows WHERE provider = 'p'") == [(1.0,)]
     usage = json.loads(str(ledger.read("SELECT usage FROM calls")[0][0]))
     assert usage["requests"] == 1
+
+
+def test_two_processes_expiring_one_hold_count_it_once(db_target: str) -> None:
+    """Every Scheduler expires dead holds when it opens. On PostgreSQL two such transactions read
+    the same expired row; the one whose DELETE finds it gone (the other settled it meanwhile)
+    must neither log nor count it again: the soak's 16 processes once died here of a duplicate
+    `calls.hold_id` ("ledger error: duplicate key"), a refused start."""
+    if not db_target.startswith("postgresql"):
+        pytest.skip("SQLite serializes writers: two expire() transactions never overlap")
+    import threading
+
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    first = Ledger.open(db_target, lease_s=60)
+    hold = _reserve(first)
+    second = Ledger.open(db_target, lease_s=60)
+    later = NOW + 120  # past the lease
+    schema = db_target.split("search_path%3D", 1)[1]
+    with psycopg.connect("postgresql://" + PG_URL.split("://", 1)[1]) as other:
+        other.execute(f"SET search_path TO {schema}")
+        # The other process's expire has claimed the row (deleted, not yet committed).
+        other.execute("DELETE FROM reservations WHERE id = %s", (hold.id,))
+        counted: list[int] = []
+        racer = threading.Thread(target=lambda: counted.append(second.expire(now=later)))
+        racer.start()
+        pid = second._db.raw.info.backend_pid  # type: ignore[attr-defined]
+        for _ in range(6000):  # up to 60 s, until the database says it waits on our lock
+            waiting = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                (pid,),
+            ).fetchone()
+            if waiting == (1,):
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the second expire never reached the row")
+        other.commit()  # the other process's transaction ends: the row is gone
+        racer.join()
+    assert counted == [0]
+    assert second.read("SELECT COUNT(*) FROM calls WHERE hold_id = ?", (hold.id,)) == [(0,)]
+    assert second.read("SELECT used, reserved FROM usage_windows WHERE provider = 'p'") == [
+        (0.0, 1.0)  # left as the other process's own transaction would settle it
+    ]

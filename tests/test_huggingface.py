@@ -334,7 +334,7 @@ def test_token_echoed_in_an_error_is_redacted(fake: FakeServer) -> None:
 
 def test_dropped_connection_is_transient(fake: FakeServer) -> None:
     error = fail(fake, Reply(close=True))
-    assert type(error) is Transient and str(error).startswith("connection failed")
+    assert type(error) is Transient and str(error).startswith("connection to 127.0.0.1:")
 
 
 def test_timeout_is_transient(fake: FakeServer) -> None:

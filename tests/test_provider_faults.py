@@ -3,7 +3,9 @@
 Provider `a` (OpenAI-compatible, on a fake) misbehaves on every request; provider `b` answers.
 With `timeout_s: 2, retries: 1, max_retry_wait_s: 3` every row must: exit 0 through `b` with no
 traceback; classify `a`'s failure; record the cool-down or skip time in `provider_state` (or none);
-stay inside the time the configuration allows; and log the failure, with its tries, in `calls`.
+stay inside the time the configuration allows, counted from a's first request (never from the
+process start, which on a busy machine is seconds of imports); and log the failure, with its
+tries, in `calls`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ A_ZONE = "America/Los_Angeles"  # a's daily quota resets at midnight here (Gemin
 A_QUOTA = f"{{metric: requests, limit: 100, per: day, tz: {A_ZONE}}}"
 DEFAULT_COOLDOWN_S = 30.0  # dispatcher.DEFAULT_COOLDOWN_S, restated: the test pins the value
 FIRST_BACKOFF_S = (0.5, 1.0)  # tenacity's first exponential step (0.5 s) plus up to 0.5 s jitter
-# Interpreter start-up, the lazy SDK import and the HTTP round trips, on a busy machine.
-OVERHEAD_S = 2.5
+# Timings run from a's first request as the server saw it, so the interpreter's start-up and the
+# first SDK import (seconds on a busy machine, and outside timeout_s) are not in them. Between two
+# requests the client only classifies an answer, writes the ledger and builds the next request:
+# this is the slack allowed for that on a loaded 2-core machine.
+SLACK_S = 1.5
+ARRIVAL_EPS_S = 0.05  # a request is sent a little before the server has read it
 # What no fault may exceed: every try up to its timeout, every wait up to max_retry_wait_s.
-MAX_RUN_S = (RETRIES + 1) * TIMEOUT_S + RETRIES * MAX_RETRY_WAIT_S + OVERHEAD_S + 3.0
+MAX_FAULT_S = (RETRIES + 1) * TIMEOUT_S + RETRIES * MAX_RETRY_WAIT_S + SLACK_S
 BLOCK_TOLERANCE_S = 0.25  # between classifying the answer and writing the block
 
 Expected = Callable[[float, float], float | None]  # (failed at, reply built at) -> blocked_until
@@ -383,10 +389,11 @@ def test_a_provider_fault_falls_over_and_is_recorded(
             fake.route("POST", shapes.chat_path("a"), default=reply)
         fake.route("POST", shapes.chat_path("b"), default=shapes.chat_ok("from b"))
 
-        started = time.monotonic()
         result = run_cli("run", "text", "hi", "--json", env=clean_env(A_KEY="sk-a", B_KEY="sk-b"))
-        wall_s = time.monotonic() - started
-        a_requests = raw.count("/a/v1/chat/completions") + fake.count(shapes.chat_path("a"))
+        a_path = "/a/v1/chat/completions"
+        a_arrivals = raw.arrivals(a_path) + [r.at for r in fake.requests(shapes.chat_path("a"))]
+        b_arrivals = [r.at for r in fake.requests(shapes.chat_path("b"))]
+        a_requests = len(a_arrivals)
 
     # Served by the fallback, with a trace line and no traceback.
     assert result.code == 0, result.stderr
@@ -440,10 +447,13 @@ def test_a_provider_fault_falls_over_and_is_recorded(
         assert (provider, block_outcome, disabled) == ("a", fault.outcome, 0)
         assert blocked_until == pytest.approx(expected, abs=BLOCK_TOLERANCE_S)
 
-    # Time: at least the waits the provider asked for, never more than the settings allow.
+    # Time: at least the waits the provider asked for, never more than the settings allow, from
+    # a's first request to b's (the fallover).
     jitter = FIRST_BACKOFF_S[1] - FIRST_BACKOFF_S[0] if fault.min_wait_s else 0.0
-    assert fault.min_wait_s * 1000 <= latency_ms <= (fault.min_wait_s + jitter + OVERHEAD_S) * 1000
-    assert wall_s < MAX_RUN_S
+    in_fault_s = b_arrivals[0] - min(a_arrivals)
+    assert latency_ms >= fault.min_wait_s * 1000
+    assert fault.min_wait_s - ARRIVAL_EPS_S <= in_fault_s <= fault.min_wait_s + jitter + SLACK_S
+    assert in_fault_s < MAX_FAULT_S
 
 
 def _hostless(text: object) -> object:

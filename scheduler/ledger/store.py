@@ -919,6 +919,7 @@ class Ledger:
                 " WHERE expires_at < ?",
                 (now,),
             ).fetchall()
+            expired = 0
             for res_id, provider, task, model, created_at, items_json in rows:
                 items = tuple(
                     (str(owner), str(rule_id), int(start), str(metric), float(amount))
@@ -933,7 +934,13 @@ class Ledger:
                 # Each budget (global, per provider) holds the same estimated cost once.
                 costs = [amount for _, _, _, metric, amount in items if metric == "cost_usd"]
                 cost = max(costs, default=0.0)
-                self._settle(conn, hold, usage)  # budget items settle at their own amount
+                # Budget items settle at their own amount. A hold gone meanwhile was settled by
+                # another process (its late call, or a second expire: every Scheduler expires
+                # when it opens, and PostgreSQL lets two such transactions read the same rows):
+                # counted there, so neither counted nor logged again here.
+                if not self._settle(conn, hold, usage):
+                    continue
+                expired += 1
                 record = CallRecord(
                     task=task,
                     provider=provider,
@@ -945,7 +952,7 @@ class Ledger:
                     error="reservation lease expired (process died mid-call); counted as used",
                 )
                 self._insert_call(conn, record, created_at, hold_id=int(res_id))
-            return len(rows)
+            return expired
 
     @property
     def calls_in_period(self) -> str:

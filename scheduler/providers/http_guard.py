@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from scheduler.call_clock import request_sent
 from scheduler.urls import is_secret_param, origin
 
 DEFAULT_MAX_RESPONSE_MB = 64.0
@@ -94,8 +95,10 @@ def sync_guard_request(request: httpx.Request) -> None:
 
 
 async def guard_request(request: httpx.Request) -> None:
-    """`sync_guard_request` for an AsyncClient."""
+    """`sync_guard_request` for an AsyncClient; also the moment a provider call's timeout starts
+    (`call_clock`): this hook runs on every client, ours and the SDKs', just before sending."""
     sync_guard_request(request)
+    request_sent()
 
 
 def _too_large(max_bytes: int) -> AnswerRefused:

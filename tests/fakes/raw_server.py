@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 __all__ = ["RawServer", "truncated_response"]
 
@@ -36,6 +37,7 @@ class RawServer:
         self.drip_s = drip_s  # > 0: send one byte of the body at a time, this far apart
         self._lock = threading.Lock()
         self._paths: list[str] = []
+        self._arrivals: list[tuple[str, float]] = []  # (path, time.time() the request was read)
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
@@ -70,6 +72,11 @@ class RawServer:
     def count(self, path: str) -> int:
         with self._lock:
             return self._paths.count(path)
+
+    def arrivals(self, path: str) -> list[float]:
+        """When each request to `path` was read (POSIX times), in arrival order."""
+        with self._lock:
+            return [at for seen, at in self._arrivals if seen == path]
 
     def _accept(self) -> None:
         assert self._listener is not None
@@ -117,6 +124,7 @@ class RawServer:
                     body += chunk
                 with self._lock:
                     self._paths.append(lines[0].split(" ")[1])
+                    self._arrivals.append((lines[0].split(" ")[1], time.time()))
                 self._send(conn)
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:

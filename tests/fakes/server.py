@@ -20,6 +20,7 @@ import json as _json
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ class Recorded:
     #: Header names lower-cased; repeated headers joined with ", ".
     headers: dict[str, str]
     body: bytes
+    #: When the request had been read (POSIX time): for timings relative to what the client did.
+    at: float = 0.0
 
     def json(self) -> Any:
         """The body parsed as JSON (raises if it is not JSON)."""
@@ -195,6 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(query, keep_blank_values=True),
             headers=headers,
             body=body,
+            at=time.time(),
         )
         reply = self.server.owner._dispatch(recorded)
         if reply.delay_s and self.server.stopping.wait(reply.delay_s):
