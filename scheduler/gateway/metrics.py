@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from scheduler.dispatcher import RunResult
@@ -26,6 +27,15 @@ def _labels(**labels: object) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _family(
+    name: str, description: str, kind: str, samples: Iterable[tuple[str, float]]
+) -> list[str]:
+    """One metric family in the text format: its HELP and TYPE lines, then a line per sample."""
+    lines = [f"# HELP {name} {description}", f"# TYPE {name} {kind}"]
+    lines += [f"{name}{labels} {value}" for labels, value in samples]
+    return lines
 
 
 class Metrics:
@@ -52,20 +62,24 @@ class Metrics:
         from scheduler.ledger.spend import spend_report
 
         worker = self.pid
-        lines = [
-            "# HELP sched_requests_total Gateway requests by endpoint and status (this worker).",
-            "# TYPE sched_requests_total counter",
-        ]
-        for (path, status), count in sorted(self.requests.items()):
-            labels = _labels(endpoint=path, status=status, worker=worker)
-            lines.append(f"sched_requests_total{labels} {count}")
-        lines += [
-            "# HELP sched_attempts_total Provider attempts by outcome (this worker).",
-            "# TYPE sched_attempts_total counter",
-        ]
-        for (provider, outcome), count in sorted(self.attempts.items()):
-            labels = _labels(provider=provider, outcome=outcome, worker=worker)
-            lines.append(f"sched_attempts_total{labels} {count}")
+        lines = _family(
+            "sched_requests_total",
+            "Gateway requests by endpoint and status (this worker).",
+            "counter",
+            (
+                (_labels(endpoint=path, status=status, worker=worker), count)
+                for (path, status), count in sorted(self.requests.items())
+            ),
+        )
+        lines += _family(
+            "sched_attempts_total",
+            "Provider attempts by outcome (this worker).",
+            "counter",
+            (
+                (_labels(provider=provider, outcome=outcome, worker=worker), count)
+                for (provider, outcome), count in sorted(self.attempts.items())
+            ),
+        )
         lines += [
             "# HELP sched_fallbacks_total Requests served after another provider failed.",
             "# TYPE sched_fallbacks_total counter",
