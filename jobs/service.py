@@ -291,6 +291,7 @@ _SERVICE_LOCK = 72_641_590
 def single_service(db_target: str) -> Iterator[None]:
     """One cron service per ledger, for the service's lifetime: an advisory lock on a PostgreSQL
     ledger (held by a connection of its own), an exclusive flock on a SQLite one."""
+    from scheduler.ledger import sqlite_file
     from scheduler.ledger.db import connect, is_postgres, sqlite_path
 
     taken = (
@@ -309,19 +310,20 @@ def single_service(db_target: str) -> Iterator[None]:
         return
     # The lock is on the ledger file itself, so it is the same lock under any name the file
     # has: a symlink, a relative path, a hard link (flock locks the inode, not the name).
-    # SQLite locks with fcntl() byte ranges, which flock never conflicts with; the descriptor
-    # stays open for the service's lifetime, as closing one would drop this process's fcntl
-    # locks on the file.
+    # SQLite locks with fcntl() byte ranges, which flock never conflicts with. The descriptor
+    # is never closed: closing one would drop this process's fcntl locks on the file under any
+    # job still running (scheduler/ledger/sqlite_file.py); unlocking releases the service.
     path = sqlite_path(db_target).resolve()
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    sqlite_file.keep_open(fd)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SchedError(taken.format(f"lock on {path}")) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SchedError(taken.format(f"lock on {path}")) from None
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def serve(config: Config, config_path: str, db_target: str) -> None:

@@ -76,6 +76,20 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def _wait_for_service(
+    service: subprocess.Popen[str], condition: Callable[[], bool], timeout_s: float
+) -> None:
+    """`_wait_for`, failing at once when the service exits, with what it printed either way."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if service.poll() is not None or time.monotonic() >= deadline:
+            if service.poll() is None:
+                service.kill()
+            _, stderr = service.communicate()
+            raise AssertionError(f"service exited {service.returncode}; stderr:\n{stderr}")
+        time.sleep(0.05)
+
+
 # -- triggers and zones ----------------------------------------------------------------------
 
 
@@ -236,7 +250,7 @@ def test_sched_cron_runs_its_every_minute_job_and_stops_on_sigterm(
         cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        _wait_for(lambda: len(_runs(db, "expire-reservations")) >= 1, 60)
+        _wait_for_service(service, lambda: len(_runs(db, "expire-reservations")) >= 1, 60)
         # A second service on the same ledger is refused while this one runs.
         second = run_cli("--config", str(config), "--db", db, "cron")
         assert second.code != 0 and "already runs on this ledger" in second.stderr

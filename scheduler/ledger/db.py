@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scheduler.errors import LedgerError
+from scheduler.ledger import sqlite_file
 from scheduler.urls import mask_url
 
 DB_ENV = "SCHED_DB"
@@ -312,14 +313,8 @@ def _connect_sqlite(target: str) -> Database:
     path = sqlite_path(target)
     if path.is_dir():
         raise LedgerError(f"{path}: is a directory, expected a ledger file (--db / {DB_ENV})")
-    if not path.exists():
-        try:
-            # Created 0600 before SQLite touches it: the WAL and SHM files inherit the mode.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        except OSError as exc:
-            raise LedgerError(f"{path}: cannot create the ledger: {exc.strerror}") from None
-    _check_file(path)
     try:
+        sqlite_file.prepare(path)
         raw = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
@@ -334,44 +329,6 @@ def _connect_sqlite(target: str) -> Database:
     except sqlite3.DatabaseError as exc:
         raise LedgerError(describe_error(path, exc)) from None
     return Database(raw, "sqlite", str(path))
-
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_file(path: Path) -> None:
-    """Refuse, before any call, a ledger that could not record one: a file cut short (its
-    header counts more pages than it holds), not a SQLite file, or in a directory this process
-    cannot write (SQLite's WAL and the ledger's journal live beside the file)."""
-    where = path.parent if str(path.parent) else Path(".")
-    if not os.access(where, os.W_OK):
-        raise LedgerError(
-            f"{path}: its directory is read-only; the ledger writes its WAL and journal beside"
-            " the file (choose another --db / SCHED_DB)"
-        )
-    try:
-        with open(path, "rb") as file:
-            header = file.read(100)
-            size = os.fstat(file.fileno()).st_size
-    except OSError as exc:
-        raise LedgerError(f"{path}: cannot read the ledger: {exc.strerror}") from None
-    if size == 0:
-        return  # new: SQLite writes the header with the first transaction
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise LedgerError(describe_error(path, sqlite3.DatabaseError("file is not a database")))
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    header_valid = header[92:96] == header[24:28]  # the page count is current (SQLite >= 3.7)
-    if page_size < 512 or size % page_size or (header_valid and size < pages * page_size):
-        raise LedgerError(
-            describe_error(
-                path,
-                sqlite3.DatabaseError(
-                    f"database disk image is malformed: {size} bytes, {pages} pages expected"
-                ),
-            )
-        )
 
 
 def _connect_postgres(target: str) -> Database:
