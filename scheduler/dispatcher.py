@@ -42,6 +42,7 @@ from scheduler import call_clock
 from scheduler.config.keys import KeyStore, fingerprint
 from scheduler.cost import is_billable, list_price, paid_share
 from scheduler.errors import (
+    ConfigError,
     InputError,
     LedgerError,
     ModelUnavailable,
@@ -136,10 +137,11 @@ class _Run:
 
     options: RunOptions
     left_usd: float | None
+    prompt: str | None = None  # what its calls rows keep of the task (settings.log_prompts)
 
     @classmethod
-    def of(cls, options: RunOptions) -> _Run:
-        return cls(options, options.max_cost)
+    def of(cls, options: RunOptions, prompt: str | None = None) -> _Run:
+        return cls(options, options.max_cost, prompt)
 
     def charge(self, amount: float) -> None:
         if self.left_usd is not None and amount:
@@ -172,6 +174,7 @@ class _Call:
     tries: int = 0
     hold: Hold | None = None
     last_error: ProviderError | None = None
+    prompt: str | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -185,6 +188,7 @@ class _Call:
             outcome=outcome,
             latency_ms=self.latency_ms,
             tries=self.tries,
+            prompt=self.prompt,
             **fields,
         )
 
@@ -223,6 +227,21 @@ class Dispatcher:
             measured = sorted((n for n in names if n in medians), key=lambda n: medians[n])
             names = (*measured, *(n for n in names if n not in medians))
         return self.place_local(names)
+
+    def _logged_prompt(self, task: Task) -> str | None:
+        """The task's text for its calls rows when settings.log_prompts is on, keys removed."""
+        if not self.config.settings.log_prompts:
+            return None
+        from scheduler.prompt_log import logged_prompt
+
+        variables = {p.api_key_env for p in self.config.providers.values() if p.api_key_env}
+        return logged_prompt(task, (self._secret(variable) for variable in variables))
+
+    def _secret(self, variable: str) -> str | None:
+        try:
+            return self.keys.get(variable)
+        except ConfigError:  # refused where the key is used; its pattern still gets redacted
+            return None
 
     def place_local(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
         """Local backends go first while this machine's load is under `prefer_local_below_load`,
@@ -279,7 +298,7 @@ class Dispatcher:
 
     async def run(self, task: Task, options: RunOptions | None = None) -> RunResult:
         """Serve `task` on the first candidate that can; the trace says who was tried and why."""
-        run = _Run.of(options or RunOptions())
+        run = _Run.of(options or RunOptions(), self._logged_prompt(task))
         attempts: list[Attempt] = []
         names, placement = await self._ordered(task, run.options)
         for name in names:
@@ -314,7 +333,7 @@ class Dispatcher:
         """Serve a text task as it is written: TextDelta pieces as they arrive, then the
         RunResult. Fallback happens only before the first piece; a stream that breaks after it
         ends with the partial answer, marked `truncated`, and is billed by what arrived."""
-        run = _Run.of(options or RunOptions())
+        run = _Run.of(options or RunOptions(), self._logged_prompt(task))
         attempts: list[Attempt] = []
         names, placement = await self._ordered(task, run.options)
         for name in names:
@@ -433,6 +452,7 @@ class Dispatcher:
                 adapter=adapter,
                 key_fp=fingerprint(key) if key else None,
                 estimate=adapter.estimate(task, model=model),
+                prompt=run.prompt,
             )
 
     def _precheck(self, name: str, task: Task) -> tuple[str | None, tuple[str, ...], str | None]:

@@ -55,10 +55,21 @@ def history(
             "--since", metavar="WHEN", help="Only calls since then: 30m, 2h, 1d, 2w or a date."
         ),
     ] = None,
+    prompts: Annotated[
+        bool,
+        typer.Option(
+            "--prompts",
+            help="Show each call's prompt, kept only while settings.log_prompts is on"
+            " (off by default; keys are never kept).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """The last calls (newest last): time, task, provider, model, outcome, latency,
-    tokens or other units, and cost. Failed attempts are calls too: each is one row."""
+    tokens or other units, and cost. Failed attempts are calls too: each is one row.
+
+    Prompts are not stored unless providers.yaml sets `settings: {log_prompts: true}`; then
+    `--prompts` shows them (and `--json` always carries them)."""
     from scheduler.cli.moments import parse_moment
     from scheduler.errors import OUTCOMES, InputError
     from scheduler.ledger.history import call_history
@@ -87,7 +98,21 @@ def history(
         return
     from scheduler.cli.render import print_table
 
-    print_table(_COLUMNS, [_cells(row) for row in rows], title="History")
+    columns = (*_COLUMNS, _PROMPT) if prompts else _COLUMNS
+    cells = [(*_cells(row), *((_one_line(row.prompt),) if prompts else ())) for row in rows]
+    print_table(columns, cells, title="History")
+    if prompts and not state.config().settings.log_prompts:
+        typer.echo(
+            "note: prompts are not being kept; set settings.log_prompts: true in providers.yaml",
+            err=True,
+        )
+
+
+_PROMPT = Column("prompt", 1, shrink=True)
+
+
+def _one_line(prompt: str | None) -> str:
+    return " ⏎ ".join(prompt.splitlines()) if prompt else "-"
 
 
 def _as_dict(row: HistoryRow) -> dict[str, object]:

@@ -274,6 +274,8 @@ class Settings(_Strict):
     # 10^18 seconds must not park a provider for ever, nor an instant past year 9999 crash reports.
     max_block_s: float = Field(default=MAX_BLOCK_S, gt=0, allow_inf_nan=False)
     cron: CronSettings = Field(default_factory=CronSettings)
+    # Keep each task's text on its calls rows (`sched history --prompts`); keys are never kept.
+    log_prompts: bool = False
 
     @model_validator(mode="after")
     def _lease_outlives_calls(self) -> Settings:

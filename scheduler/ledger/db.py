@@ -266,6 +266,15 @@ def _generation(db: Database) -> None:
 MIGRATIONS.append(("0010_generation", _generation))
 
 
+def _calls_prompt(db: Database) -> None:
+    """calls.prompt: the task's text, written only with settings.log_prompts."""
+    if "prompt" not in db.columns("calls"):
+        db.execute("ALTER TABLE calls ADD COLUMN prompt TEXT")
+
+
+MIGRATIONS.append(("0011_calls_prompt", _calls_prompt))
+
+
 def resolve_db_target(cli_value: str | None = None) -> str:
     """`--db`, then $SCHED_DB, then ./quota.db. A path or a SQLAlchemy URL."""
     return cli_value or os.environ.get(DB_ENV) or DEFAULT_DB

@@ -28,6 +28,7 @@ class HistoryRow:
     tries: int
     usage: dict[str, float]
     cost_usd: float
+    prompt: str | None = None  # kept only with settings.log_prompts
 
 
 def call_history(
@@ -53,8 +54,8 @@ def call_history(
         where.append("ts >= ?")
         params.append(since)
     sql = (
-        "SELECT ts, task, provider, model, outcome, error, latency_ms, tries, usage, cost_usd"
-        " FROM calls"
+        "SELECT ts, task, provider, model, outcome, error, latency_ms, tries, usage, cost_usd,"
+        " prompt FROM calls"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY ts DESC, id DESC LIMIT ?"
     )
@@ -63,7 +64,7 @@ def call_history(
 
 
 def _row(row: tuple[object, ...]) -> HistoryRow:
-    ts, task, provider, model, outcome, error, latency_ms, tries, usage, cost_usd = row
+    ts, task, provider, model, outcome, error, latency_ms, tries, usage, cost_usd, prompt = row
     try:
         amounts = json.loads(str(usage or "{}"))
     except ValueError:  # a row written by hand; show it without its usage
@@ -79,6 +80,7 @@ def _row(row: tuple[object, ...]) -> HistoryRow:
         tries=int(str(tries)),
         usage={str(k): float(v) for k, v in amounts.items()} if isinstance(amounts, dict) else {},
         cost_usd=float(str(cost_usd)),
+        prompt=str(prompt) if prompt is not None else None,
     )
 
 

@@ -55,7 +55,7 @@ _SETTLE_WINDOW = (
 )
 _INSERT_CALL = (
     "INSERT INTO calls (ts, task, provider, model, outcome, error, latency_ms, tries, usage,"
-    " cost_usd, list_usd, hold_id, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cost_usd, list_usd, hold_id, flag, prompt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # What other specs of a rule (its reset time or zone before an edit) hold in windows overlapping
 # this one; the rule ids the table uses now for this metric and period are excluded.
@@ -193,6 +193,7 @@ class CallRecord:
     usage: Mapping[str, float] | None = None
     cost_usd: float = 0.0
     error: str | None = None
+    prompt: str | None = None  # the task's text, with settings.log_prompts only
 
     @property
     def list_usd(self) -> float:
@@ -873,6 +874,7 @@ class Ledger:
                 record.list_usd,
                 hold_id,
                 flag,
+                record.prompt,
             ),
         )
 

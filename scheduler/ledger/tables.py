@@ -95,6 +95,8 @@ class Call(SQLModel, table=True):
     hold_id: Optional[int] = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # noqa: UP045
     # What the ledger did not believe of the provider's answer, or that it was recorded late.
     flag: Optional[str] = None  # noqa: UP045
+    # The task's text, kept only with settings.log_prompts (scheduler/prompt_log.py).
+    prompt: Optional[str] = None  # noqa: UP045
 
 
 class ProviderState(SQLModel, table=True):
