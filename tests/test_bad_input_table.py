@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.ledger.db import BUSY_TIMEOUT_S
-from tests.conftest import clean_env, openai_provider, run_cli, write_config
+from tests.cli_inprocess import sched
+from tests.conftest import clean_env, openai_provider, write_config
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer
 
@@ -312,8 +313,14 @@ CASES: dict[str, Case] = {
 
 
 @pytest.fixture
-def ledger_in_use(tmp_path: Path, fake: FakeServer) -> Path:
-    """A real ledger with one served call in it, and a table whose provider answers."""
+def ledger_in_use(
+    tmp_path: Path,
+    fake: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    """A real ledger with one served call in it, and a table whose provider answers (served
+    in this process: only the bad input itself needs a real `sched` process)."""
     write_config(
         tmp_path / "providers.yaml",
         {
@@ -324,7 +331,10 @@ def ledger_in_use(tmp_path: Path, fake: FakeServer) -> Path:
         {"text": ["a"]},
     )
     fake.route("POST", shapes.chat_path("a"), shapes.chat_ok("fine"))
-    assert run_cli("run", "text", "hello", env=clean_env(**KEYS)).code == 0
+    with monkeypatch.context() as env:
+        for name, value in KEYS.items():
+            env.setenv(name, value)
+        assert sched(capsys, "run", "text", "hello").code == 0
     return tmp_path / "quota.db"
 
 

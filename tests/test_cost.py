@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ from scheduler.config.schema import QuotaRule
 from scheduler.cost import FreeShare, list_price, paid_share
 from scheduler.ledger import BudgetLimit, CallRecord, Hold, Ledger, Refusal, SpendPolicy
 from scheduler.tasks import TextTask
-from tests.conftest import run_cli, write_config
+from tests.cli_inprocess import sched
+from tests.conftest import CliResult, write_config
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer
 
@@ -50,6 +53,15 @@ def test_list_price_per_metric(
     pricing: dict[str, float], usage: dict[str, float], expected: float
 ) -> None:
     assert list_price(usage, Pricing(**pricing)) == pytest.approx(expected)
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`sched ARGS...` through its real entry point, in this process."""
+    return functools.partial(sched, capsys)
 
 
 def test_paid_share() -> None:
@@ -185,7 +197,9 @@ def test_cheapest_and_fastest_orders_differ_from_priority(db_target: str) -> Non
     assert order("fastest") == ("mid", "pricey", "gratis", "free")  # untried last, in table order
 
 
-def test_strategy_flag_changes_the_order_through_the_cli(tmp_path: Path, fake: FakeServer) -> None:
+def test_strategy_flag_changes_the_order_through_the_cli(
+    tmp_path: Path, fake: FakeServer, cli: Cli
+) -> None:
     providers = {
         name: f"adapter: openai\nbase_url: {fake.base_url(name)}\nmodels: {{text: m}}\n{price}"
         for name, price in (
@@ -201,28 +215,30 @@ def test_strategy_flag_changes_the_order_through_the_cli(tmp_path: Path, fake: F
     )
     for name in ("pricey", "cheap"):
         fake.route("POST", shapes.chat_path(name), default=shapes.chat_ok(f"from {name}"))
-    by_priority = run_cli("run", "text", "hi", "--json").json()
-    cheapest = run_cli("run", "text", "hi", "--json", "--strategy", "cheapest").json()
+    by_priority = cli("run", "text", "hi", "--json").json()
+    cheapest = cli("run", "text", "hi", "--json", "--strategy", "cheapest").json()
     assert (by_priority["provider"], cheapest["provider"]) == ("pricey", "cheap")
     assert by_priority["cost_usd"] == pytest.approx(0.05) and cheapest["cost_usd"] == pytest.approx(
         0.01
     )
-    bad = run_cli("run", "text", "hi", "--strategy", "random")
+    bad = cli("run", "text", "hi", "--strategy", "random")
     assert (bad.code, bad.stderr.strip()) == (
         2,
         "sched: error: --strategy 'random': expected priority, cheapest or fastest",
     )
-    capped = run_cli("run", "text", "hi", "--json", "--max-cost", "0.02")
+    capped = cli("run", "text", "hi", "--json", "--max-cost", "0.02")
     assert capped.json()["provider"] == "cheap"
     assert (
         capped.json()["attempts"][0]["error"]
         == "would cost about $0.0500, more than --max-cost leaves ($0.0200)"
     )  # type: ignore[index]
-    free_only = run_cli("run", "text", "hi", "--free-only")
+    free_only = cli("run", "text", "hi", "--free-only")
     assert free_only.code == 3
 
 
-def test_cost_report_equals_the_sums_of_the_calls_table(tmp_path: Path, fake: FakeServer) -> None:
+def test_cost_report_equals_the_sums_of_the_calls_table(
+    tmp_path: Path, fake: FakeServer, cli: Cli
+) -> None:
     providers = {
         "paid": (
             f"adapter: openai\nbase_url: {fake.base_url('paid')}\nmodels: {{text: m}}\n"
@@ -242,11 +258,11 @@ def test_cost_report_equals_the_sums_of_the_calls_table(tmp_path: Path, fake: Fa
     for name in providers:
         fake.route("POST", shapes.chat_path(name), default=shapes.chat_ok("ok"))
     for _ in range(3):  # two free on tier, the third paid on tier at $0.25
-        assert run_cli("run", "text", "hi").code == 0
-    assert run_cli("run", "text", "hi", "-p", "paid").code == 0  # 5 in, 7 out: $0.019
-    assert run_cli("run", "text", "hi", "-p", "gratis").code == 0
+        assert cli("run", "text", "hi").code == 0
+    assert cli("run", "text", "hi", "-p", "paid").code == 0  # 5 in, 7 out: $0.019
+    assert cli("run", "text", "hi", "-p", "gratis").code == 0
 
-    report = run_cli("cost", "report", "--json")
+    report = cli("cost", "report", "--json")
     assert report.code == 0
     data = report.json()
     conn = sqlite3.connect(tmp_path / "quota.db")
@@ -265,9 +281,9 @@ def test_cost_report_equals_the_sums_of_the_calls_table(tmp_path: Path, fake: Fa
     assert budget["used_usd"] == pytest.approx(0.269) and budget["left_usd"] == pytest.approx(
         5.0 - 0.269
     )
-    month = run_cli("cost", "report", "--period", "month", "--json").json()
+    month = cli("cost", "report", "--period", "month", "--json").json()
     assert month["cost_usd"] == pytest.approx(0.269) and month["budgets"][0]["limit_usd"] == 50.0  # type: ignore[index]
-    quota = run_cli("quota", "report", "--json").json()
+    quota = cli("quota", "report", "--json").json()
     assert quota["spend"]["day"]["cost_usd"] == pytest.approx(0.269)  # type: ignore[index]
-    table = run_cli("cost", "report").stdout
+    table = cli("cost", "report").stdout
     assert "$0.2690" in table and "saved" in table

@@ -26,6 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pytest
+
 from scheduler.ledger import Ledger
 from tests.conftest import REPO, clean_env, openai_provider, write_config
 from tests.fakes import openai_shapes as shapes
@@ -88,6 +90,7 @@ def _reap(worker: Worker) -> str:
     return err
 
 
+@pytest.mark.slow  # a stress suite: CI runs it with `pytest -m slow`
 def test_random_sigkills_lose_no_committed_call_and_never_overspend(
     tmp_path: Path, fake: FakeServer
 ) -> None:

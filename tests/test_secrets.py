@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from scheduler.config import load_config
+from tests.cli_inprocess import sched
 from tests.conftest import REPO, clean_env, openai_provider, run_cli, write_config
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer, Reply
@@ -20,7 +23,12 @@ def _fake_keys() -> dict[str, str]:
     }
 
 
-def test_no_command_output_or_ledger_byte_contains_a_key(tmp_path: Path, fake: FakeServer) -> None:
+def test_no_command_output_or_ledger_byte_contains_a_key(
+    tmp_path: Path,
+    fake: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     keys = _fake_keys()
     echo_key = keys["GROQ_API_KEY"]
     write_config(
@@ -47,24 +55,30 @@ def test_no_command_output_or_ledger_byte_contains_a_key(tmp_path: Path, fake: F
         * 3,
     )
     fake.route("POST", shapes.chat_path("cohere"), default=shapes.chat_ok("fine"))
-    env = clean_env(**keys)
-
-    outputs = [
-        run_cli("run", "text", "hello", "-v", env=env),
-        run_cli("run", "text", "hello", "--json", "-v", env=env),
-        run_cli("run", "text", "hello", "-p", "groq", env=env),
-        run_cli("quota", "report", env=env),
-        run_cli("quota", "report", "--json", env=env),
-        run_cli("providers", "list", env=env),
-        run_cli("providers", "list", "--json", env=env),
-        run_cli("cost", "report", "--json", env=env),
-        run_cli("config", "check", env=env),
-        run_cli("--config", "missing.yaml", "run", "text", "x", env=env),
-        run_cli("cron", "run", "failure-report", env=env),
-        run_cli("cron", "run", "quota-check", env=env),
-        run_cli("cron", "run", "daily-reset", env=env),
-        run_cli("cron", "list", "--json", env=env),
+    # The first command is a real process (its logging set up as a user's is); the others run
+    # through the same entry point in this process, with the same keys in the environment.
+    outputs = [run_cli("run", "text", "hello", "-v", env=clean_env(**keys))]
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    outputs += [
+        sched(capsys, *args)
+        for args in (
+            ("run", "text", "hello", "--json", "-v"),
+            ("run", "text", "hello", "-p", "groq"),
+            ("quota", "report"),
+            ("quota", "report", "--json"),
+            ("providers", "list"),
+            ("providers", "list", "--json"),
+            ("cost", "report", "--json"),
+            ("config", "check"),
+            ("--config", "missing.yaml", "run", "text", "x"),
+            ("cron", "run", "failure-report"),
+            ("cron", "run", "quota-check"),
+            ("cron", "run", "daily-reset"),
+            ("cron", "list", "--json"),
+        )
     ]
+    assert outputs[1].code == 0 and outputs[3].code == 0  # the in-process runs really ran
     assert outputs[0].code == 0 and "cohere: ok" in outputs[0].stderr  # the runs really ran
     texts = [out.stdout + out.stderr for out in outputs]
     ledger_bytes = b"".join(path.read_bytes() for path in tmp_path.glob("quota.db*"))
