@@ -54,7 +54,15 @@ from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Refusal, Spend
 from scheduler.load import LoadReading, read_load
 from scheduler.options import RunOptions
 from scheduler.providers.registry import adapter_class
-from scheduler.tasks import ProviderResult, Task, TextDelta, TextTask, estimate_tokens, text_usage
+from scheduler.tasks import (
+    ProviderResult,
+    Task,
+    TaskKind,
+    TextDelta,
+    TextTask,
+    estimate_tokens,
+    text_usage,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -455,19 +463,30 @@ class Dispatcher:
                 prompt=run.prompt,
             )
 
+    def unconfigured(self, name: str, kind: TaskKind) -> str | None:
+        """Why provider `name` cannot serve `kind` by configuration alone (disabled, no adapter
+        for it, no model, no key), or None when it could: what a health check reports, with
+        no ledger read and no call."""
+        return self._configured(name, kind, None)[0]
+
     def _precheck(self, name: str, task: Task) -> tuple[str | None, tuple[str, ...], str | None]:
         """(skip reason, models to try, key) from configuration alone, before the ledger."""
+        return self._configured(name, task.kind, task.model)
+
+    def _configured(
+        self, name: str, kind: TaskKind, model: str | None
+    ) -> tuple[str | None, tuple[str, ...], str | None]:
         provider = self.config.providers[name]
         if not provider.enabled:
             return provider.note or "disabled in providers.yaml", (), None
         cls = adapter_class(provider.adapter)
         if cls is None:
             return f"adapter {provider.adapter!r} not available in this version", (), None
-        if task.kind not in cls.kinds:
-            return f"{provider.adapter} adapter does not serve {task.kind}", (), None
-        models = (task.model,) if task.model else provider.models_for(task.kind)
+        if kind not in cls.kinds:
+            return f"{provider.adapter} adapter does not serve {kind}", (), None
+        models = (model,) if model else provider.models_for(kind)
         if not models:
-            return f"no model for {task.kind}", (), None
+            return f"no model for {kind}", (), None
         key = self.keys.get(provider.api_key_env) if provider.api_key_env else None
         if provider.api_key_env and not key:
             return f"no {provider.api_key_env}", models, None

@@ -135,8 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         _fail(state, "aborted", 1, "aborted")
     except KeyboardInterrupt:
-        _fail(state, "interrupted", 130, "interrupted")
+        _fail(state, "interrupted", INTERRUPTED, "interrupted")
+    if code == INTERRUPTED:  # typer turns Ctrl-C into a silent exit 130 before it gets here
+        _fail(state, "interrupted", INTERRUPTED, "interrupted")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def _end_of_options(words: list[str]) -> int:

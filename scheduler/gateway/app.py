@@ -285,12 +285,12 @@ class Gateway:
 
     def _available(self, kind: TaskKind) -> list[str]:
         """Providers that could serve `kind` by configuration (enabled, a model, a key)."""
-        names = []
-        for name in self.config.tasks.get(kind, ()):
-            skip, models, _ = self.scheduler.dispatcher._precheck(name, _probe_task(kind))
-            if skip is None and models:
-                names.append(name)
-        return names
+        dispatcher = self.scheduler.dispatcher
+        return [
+            name
+            for name in self.config.tasks.get(kind, ())
+            if dispatcher.unconfigured(name, kind) is None
+        ]
 
     async def metrics_text(self, request: Request) -> Response:
         await self._caller(request, Route("auto", RunOptions()))
@@ -305,13 +305,6 @@ class Gateway:
         if run.result is None:
             raise run_failure(run)
         return run
-
-
-def _probe_task(kind: TaskKind) -> Any:
-    """A stand-in task of `kind` for configuration checks (only `.kind` and `.model` are read)."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(kind=kind, model=None)
 
 
 def _translate(build: Callable[..., Any], body: dict[str, Any], model: str | None) -> Any:
