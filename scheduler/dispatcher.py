@@ -50,6 +50,7 @@ from scheduler.errors import (
     RateLimited,
     Transient,
 )
+from scheduler.ledger import trust
 from scheduler.ledger.store import BudgetLimit, CallRecord, Hold, Refusal, SpendPolicy
 from scheduler.load import LoadReading, read_load
 from scheduler.options import RunOptions
@@ -331,7 +332,7 @@ class Dispatcher:
         except ProviderError as error:
             return await self._failed(call, error), None
         attempt = await self._commit(call, run, result, "ok")
-        return attempt, result
+        return attempt, _as_counted(call, result)
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -384,7 +385,7 @@ class Dispatcher:
             why = f"stream broke after its first token: {broke}" if broke else None
             attempt = await self._commit(call, run, final, outcome, error=why, ttft_ms=ttft_ms)
             attempts.append(attempt)
-            yield RunResult(task, tuple(attempts), final, name, placement)
+            yield RunResult(task, tuple(attempts), _as_counted(call, final), name, placement)
             return
         yield RunResult(task, tuple(attempts), placement=placement)
 
@@ -711,6 +712,16 @@ def _retired(retired: Retired, task: Task) -> str:
         f"model {retired.model} retired on {day}: {retired.reason},"
         f" set providers.{retired.provider}.models.{task.kind}"
     )
+
+
+def _as_counted(call: _Call, result: ProviderResult) -> ProviderResult:
+    """`result` with the usage the ledger counted (`trust.settle_usage`), not figures it did
+    not believe: what --json, the gateway's usage and the library show agree with the calls row
+    (which keeps the flag saying what was replaced)."""
+    settled = trust.settle_usage(result.usage, call.estimate, call.pricing)
+    if not settled.flags:
+        return result
+    return replace(result, usage={k: v for k, v in settled.usage.items() if k in result.usage})
 
 
 def _partial(call: _Call, text: str, *, truncated: bool = True) -> ProviderResult:

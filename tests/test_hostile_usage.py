@@ -185,10 +185,15 @@ def test_a_hostile_answer_never_lowers_the_ledger(row: Row, tmp_path: Path) -> N
             with sqlite3.connect(db_path) as db:
                 row.poison(db, started)
 
-        first = run_cli("--config", str(config), "run", "text", PROMPT, env=env)
+        first = run_cli("--config", str(config), "run", "text", PROMPT, "--json", env=env)
         assert first.code == 0, first.stderr
-        assert first.stdout.strip() == f"from {row.served_by}"
-        _one_line(first.stderr)
+        answer = first.json()
+        assert answer["output"] == f"from {row.served_by}"
+        # --json shows the usage the ledger counted, never the provider's untrusted figures.
+        shown = answer["usage"]
+        assert isinstance(shown, dict)
+        assert all(isinstance(v, int | float) and 0 <= v <= 1e9 for v in shown.values()), shown
+        assert "Traceback" not in first.stderr
         second = run_cli("--config", str(config), "run", "text", PROMPT, env=env)
         assert second.code == 0, second.stderr
         trace = _one_line(second.stderr)
