@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,6 +112,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not _is_app_or_key_variable(k)}
     env.update(extra)
     return env
+
+
+def at_a_terminal() -> None:
+    """preexec_fn of a process the test will Ctrl-C: SIGINT as a terminal delivers it. A test
+    run started in the background by a shell without job control (CI scripts, `cmd &` in a
+    script) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored: the child
+    would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(

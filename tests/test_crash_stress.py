@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.ledger import Ledger
-from tests.conftest import REPO, clean_env, openai_provider, write_config
+from tests.conftest import REPO, at_a_terminal, clean_env, openai_provider, write_config
 from tests.fakes import openai_shapes as shapes
 from tests.fakes.server import FakeServer, Reply
 
@@ -71,6 +71,7 @@ def _start(config: Path, db: Path, count: int) -> Worker:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(A_KEY="sk-a", B_KEY="sk-b", PYTHONPATH=str(REPO)),
+        preexec_fn=at_a_terminal,  # the soak sends its workers SIGINT too
     )
     worker = Worker(proc, count)
     worker.reader = threading.Thread(target=worker.read, daemon=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.ledger import Ledger
-from tests.conftest import clean_env, openai_provider, run_cli, write_config
+from tests.conftest import at_a_terminal, clean_env, openai_provider, run_cli, write_config
 from tests.fakes import anthropic_shapes, openai_shapes
 from tests.fakes.server import FakeServer, Reply
 
@@ -110,6 +110,7 @@ def test_ctrl_c_while_the_request_is_at_the_provider_counts_the_call(
         stderr=subprocess.PIPE,
         env={**clean_env(), **KEYS},
         cwd=tmp_path,
+        preexec_fn=at_a_terminal,
     )
     seen = b""
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.ledger import Ledger
-from tests.conftest import clean_env, openai_provider, write_config
+from tests.conftest import at_a_terminal, clean_env, openai_provider, write_config
 from tests.fakes import anthropic_shapes, openai_shapes
 from tests.fakes.server import FakeServer, Reply
 
@@ -48,7 +48,12 @@ def _start(tmp_path: Path, config: Path, *args: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "scheduler", "--config", str(config)]
     command += ["--db", str(tmp_path / "quota.db"), "run", "text", "Tell me", "--stream", *args]
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        preexec_fn=at_a_terminal,
     )
 
 
