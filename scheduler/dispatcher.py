@@ -439,7 +439,7 @@ class Dispatcher:
         """The calls to make on `name`, one per model of the task kind in the table's order;
         each skipped model (or the whole provider) is appended to `attempts` with its reason.
         The caller asks for the next call only after a model turned out to be gone."""
-        skip, models, key = self._precheck(name, task)
+        skip, models, key = self._configured(name, task.kind, task.model)
         if skip is not None or not models:
             attempts.append(Attempt(name, "skipped", skip, model=models[0] if models else None))
             return
@@ -470,13 +470,11 @@ class Dispatcher:
         no ledger read and no call."""
         return self._configured(name, kind, None)[0]
 
-    def _precheck(self, name: str, task: Task) -> tuple[str | None, tuple[str, ...], str | None]:
-        """(skip reason, models to try, key) from configuration alone, before the ledger."""
-        return self._configured(name, task.kind, task.model)
-
     def _configured(
         self, name: str, kind: TaskKind, model: str | None
     ) -> tuple[str | None, tuple[str, ...], str | None]:
+        """(skip reason, models to try, key) from configuration alone, before the ledger;
+        `model` is the task's own choice, which replaces the table's."""
         provider = self.config.providers[name]
         if not provider.enabled:
             return provider.note or "disabled in providers.yaml", (), None
@@ -498,7 +496,7 @@ class Dispatcher:
         if adapter is None or adapter.api_key != key:
             provider = self.config.providers[name]
             cls = adapter_class(provider.adapter)
-            assert cls is not None  # checked by _precheck
+            assert cls is not None  # checked by _configured
             adapter = cls(
                 name=name,
                 config=provider,

@@ -107,6 +107,9 @@ def command() -> Any:
     return tree
 
 
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script and `python -m scheduler`.
 
@@ -139,9 +142,6 @@ def main(argv: list[str] | None = None) -> None:
     if code == INTERRUPTED:  # typer turns Ctrl-C into a silent exit 130 before it gets here
         _fail(state, "interrupted", INTERRUPTED, "interrupted")
     sys.exit(code if isinstance(code, int) else 0)
-
-
-INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def _end_of_options(words: list[str]) -> int:
